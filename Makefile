@@ -1,0 +1,36 @@
+# ModelKiln — two commands on a fresh machine: `make run` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch is installed first so the open `torch>=2.4` in
+# pyproject.toml is already met; GPU hosts install their CUDA build instead.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/modelkiln serve --host 127.0.0.1 --port 8000
+
+lint: install
+	$(BIN)/ruff check app worker ml tests bench
+	$(BIN)/ruff format --check app worker ml tests bench
+	$(BIN)/mypy app worker
+
+test: install lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .modelkiln .pytest_cache .mypy_cache .ruff_cache
