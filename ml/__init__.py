@@ -18,12 +18,10 @@ __all__ = ["load_model", "parse_spec", "predict", "sample", "train"]
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
     if name in ("train", "parse_spec"):
-        from ml import train as _train
-
-        return getattr(_train, name)
+        return getattr(importlib.import_module("ml.training"), name)
     if name in ("sample", "predict", "load_model"):
-        from ml import inference
-
-        return getattr(inference, name)
+        return getattr(importlib.import_module("ml.inference"), name)
     raise AttributeError(f"module 'ml' has no attribute {name!r}")
