@@ -1,0 +1,44 @@
+"""The Celery application, configured for long training jobs. Imports no torch.
+
+The API imports this module only to ``send_task`` by name; the worker adds the task module.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from app.settings import Settings, get_settings
+
+RUN_JOB = "jobs.run"  # the one task: run a training job, given its id
+QUEUES = ("cpu", "gpu")
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app for ``settings`` (broker from MODELKILN_BROKER_URL, or the embedded one)."""
+    settings = settings or get_settings()
+    if settings.embedded_broker:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    app = Celery("modelkiln", broker=settings.resolved_broker_url)
+    app.conf.update(
+        # Job state lives in our job store, never in a result backend.
+        task_ignore_result=True,
+        result_backend=None,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="cpu",
+        # Long jobs: acknowledge after the job, take one message at a time, and keep a
+        # message invisible for longer than the longest job (Redis re-delivers after that).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s}
+        if not settings.embedded_broker
+        else {},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,  # Flower
+        task_send_sent_event=True,
+    )
+    return app
