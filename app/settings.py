@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,8 +29,9 @@ class Settings(BaseSettings):
         default=None, description="Celery broker URL; default an embedded SQLite broker in home."
     )
     artifacts_dir: Path | None = Field(
-        default=None, description="Checkpoints, images, uploads; default home/artifacts. Must be "
-        "shared by the API and every worker."
+        default=None,
+        description="Checkpoints, images, uploads; default home/artifacts. Must be "
+        "shared by the API and every worker.",
     )
     data_dir: Path | None = Field(
         default=None, description="Folder with mnist/ and fashion_mnist/ IDX files."
@@ -45,6 +47,20 @@ class Settings(BaseSettings):
         default="cpu", description="Comma-separated queues a worker consumes: cpu, gpu."
     )
     model_cache_size: int = Field(default=8, ge=1, le=256, description="Loaded models kept.")
+    auto_queue: Literal["cpu", "gpu"] = Field(
+        default="cpu",
+        description="Queue for jobs with device=auto: set gpu when GPU workers serve the gpu "
+        "queue (device=cuda always goes to gpu, device=cpu to cpu).",
+    )
+    max_samples: int = Field(
+        default=1024, ge=1, le=65536, description="Largest n for GET /v1/jobs/{id}/samples."
+    )
+    sse_poll_interval_s: float = Field(
+        default=0.2, gt=0, le=5, description="How often an event stream polls the store."
+    )
+    readiness_timeout_s: float = Field(
+        default=1.0, gt=0, le=30, description="How long /readyz waits for a worker to answer."
+    )
 
     @model_validator(mode="after")
     def _defaults_under_home(self) -> Settings:
