@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ml.errors import CheckpointError
@@ -70,8 +71,10 @@ def load(directory: Path, *, with_state: bool = True) -> Checkpoint:
         state = load_file(directory / STATE) if with_state else {}
     except FileNotFoundError as exc:
         raise CheckpointError(f"no checkpoint at {directory}") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a bare Exception
         raise CheckpointError(f"unreadable checkpoint at {directory}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"unreadable checkpoint at {directory}: config.json is no object")
     if config.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint format {config.get('format')!r} is not {FORMAT}")
     return Checkpoint(config=config, weights=weights, state=state)

@@ -7,8 +7,9 @@ the promises the service relies on hold for every model alike:
 * ``on_event`` gets one ``metrics`` event per step, plus one per epoch for validation;
 * ``should_stop()`` is checked after every step; when it says stop, a checkpoint of that
   step is written and the loop returns ``stopped``;
-* a NaN or infinite metric raises :class:`~ml.errors.NonFiniteLossError` naming the step,
-  and the last good checkpoint (end of the previous epoch) is left as it was;
+* a NaN or infinite metric (or weight, when a checkpoint is due) raises
+  :class:`~ml.errors.NonFiniteLossError` naming the step, and the last good checkpoint (end
+  of the previous epoch) is left as it was;
 * the batch order of epoch ``e`` depends only on ``(seed, e)``, and every RNG the step uses
   is saved in the checkpoint, so stopping after step ``s`` and resuming gives the very same
   weights as never stopping (on CPU; cuDNN may differ in the last bits on a GPU).
@@ -107,6 +108,10 @@ def run_loop(
         last = dict(saved.config.get("metrics", {}))
 
     def save() -> None:
+        weights = trainer.weights()
+        for name, tensor in weights.items():  # never overwrite a good checkpoint with NaNs
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise NonFiniteLossError(step, name, float("nan"))
         tensors, meta = trainer.train_state()
         tensors.update(_global_rng(device))
         config = {
@@ -119,7 +124,7 @@ def run_loop(
             "metrics": last,
             "best_metrics": best,
         }
-        ckpt_io.save(ckpt_dir, ckpt_io.Checkpoint(config, trainer.weights(), tensors))
+        ckpt_io.save(ckpt_dir, ckpt_io.Checkpoint(config, weights, tensors))
         on_event(TrainEvent(EventKind.checkpoint, step, epoch_of(step), total, path=ckpt_dir))
 
     def epoch_of(s: int) -> int:

@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from pydantic import TypeAdapter
 
-from ml.datasets import load_dataset
+from ml.datasets import Dataset, load_dataset
 from ml.device import resolve_device
 from ml.events import OnEvent, ShouldStop, TrainResult, never_stop, noop_event
-from ml.loop import run_loop
+from ml.loop import Trainer, run_loop
 from ml.specs import AnySpec, ModelKind, TrainSpec
 
 SPEC_ADAPTER: TypeAdapter[AnySpec] = TypeAdapter(TrainSpec)
@@ -52,7 +52,7 @@ def train(
     )
 
 
-def build_trainer(spec: AnySpec, dataset, device: torch.device):  # type: ignore[no-untyped-def]
+def build_trainer(spec: AnySpec, dataset: Dataset, device: torch.device) -> Trainer:
     """The :class:`~ml.loop.Trainer` for ``spec.model`` (imported lazily: each is torch-heavy)."""
     if spec.model is ModelKind.neuron:
         from ml.neuron import NeuronTrainer
