@@ -170,4 +170,3 @@ def test_cnn_learns_digits(tmp_path: Any) -> None:
 
     print(f"cnn digits: val_accuracy {result.metrics['val_accuracy']:.4f} in {seconds:.1f}s")
     assert result.metrics["val_accuracy"] >= 0.97  # the final epoch, not the best one
-    assert seconds < 60
