@@ -120,7 +120,9 @@ def _breast_cancer(_: Path | None) -> Dataset:
     from sklearn.datasets import load_breast_cancer
 
     d = load_breast_cancer()
-    return split("breast_cancer", DataKind.tabular, d.data, d.target, [str(n) for n in d.target_names])
+    return split(
+        "breast_cancer", DataKind.tabular, d.data, d.target, [str(n) for n in d.target_names]
+    )
 
 
 def _moons(_: Path | None) -> Dataset:

@@ -89,8 +89,11 @@ class CNNHyperparams(_Common):
     batch_size: int = Field(default=64, ge=1, le=8192, examples=[64])
     lr: float = Field(default=2e-3, gt=0, le=10, examples=[0.002])
     channels: int = Field(
-        default=32, ge=1, le=256, description="Channels of the first conv layer; the second "
-        "has twice as many.", examples=[32]
+        default=32,
+        ge=1,
+        le=256,
+        description="Channels of the first conv layer; the second has twice as many.",
+        examples=[32],
     )
     dropout: float = Field(default=0.25, ge=0, lt=1, description="Dropout before the head.")
     weight_decay: float = Field(default=0.0, ge=0, le=1, description="Adam weight decay.")
@@ -115,28 +118,36 @@ class GANHyperparams(_Common):
     hidden: int = Field(default=256, ge=8, le=2048, description="Width of the hidden layers.")
     beta1: float = Field(default=0.5, ge=0, lt=1, description="Adam beta1 for both nets.")
     pack: int = Field(
-        default=1, ge=1, le=8,
+        default=1,
+        ge=1,
+        le=8,
         description="PacGAN packing (Lin et al. 2018): D judges this many samples at once.",
     )
     spectral_norm: bool = Field(
         default=False, description="Spectral normalisation on D (Miyato et al. 2018)."
     )
     r1_gamma: float = Field(
-        default=0.0, ge=0, le=100,
+        default=0.0,
+        ge=0,
+        le=100,
         description="R1 gradient penalty weight on real data (Mescheder et al. 2018); 0 = off.",
     )
 
     @model_validator(mode="after")
     def _pack_divides_batch(self) -> GANHyperparams:
         if self.batch_size % self.pack:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of pack ({self.pack})")
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of pack ({self.pack})"
+            )
         return self
 
 
 class _SpecBase(_Strict):
     dataset: DatasetRef = Field(examples=[{"name": "digits"}])
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seeds init, split and noise.")
-    device: DeviceChoice = Field(default=DeviceChoice.auto, description="auto picks CUDA if present.")
+    device: DeviceChoice = Field(
+        default=DeviceChoice.auto, description="auto picks CUDA if present."
+    )
     name: str | None = Field(default=None, max_length=200, description="A label for people.")
 
 
