@@ -1,0 +1,13 @@
+"""``python -m bench`` (``make bench``): run every benchmark and print its table."""
+
+from __future__ import annotations
+
+from bench import event_logging
+
+
+def main() -> None:
+    event_logging.main()
+
+
+if __name__ == "__main__":
+    main()
