@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app import dashboard
 from app.catalog import Catalog
 from app.db import create_engine_for, migrate
 from app.errors import install_error_handlers
@@ -70,6 +71,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (jobs, stream, models, datasets, service):
+    for module in (jobs, stream, models, datasets, service, dashboard):
         app.include_router(module.router)
     return app
