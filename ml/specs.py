@@ -102,9 +102,9 @@ class CNNHyperparams(_Common):
 class GANHyperparams(_Common):
     """A generator and a discriminator (MLPs) playing the game of Goodfellow et al. (2014)."""
 
-    epochs: int = Field(default=30, ge=1, le=5000, examples=[30])
-    batch_size: int = Field(default=128, ge=2, le=8192, examples=[128])
-    lr: float = Field(default=2e-4, gt=0, le=1, examples=[0.0002])
+    epochs: int = Field(default=60, ge=1, le=5000, examples=[60])
+    batch_size: int = Field(default=64, ge=2, le=8192, examples=[64])
+    lr: float = Field(default=1e-3, gt=0, le=1, examples=[0.001])
     latent_dim: int = Field(default=32, ge=1, le=512, description="Size of the noise z.")
     latent_dist: LatentDist = Field(
         default=LatentDist.normal, description="z ~ N(0, 1) (normal) or z ~ U(-1, 1) (uniform)."
@@ -127,7 +127,7 @@ class GANHyperparams(_Common):
         default=False, description="Spectral normalisation on D (Miyato et al. 2018)."
     )
     r1_gamma: float = Field(
-        default=0.0,
+        default=1.0,
         ge=0,
         le=100,
         description="R1 gradient penalty weight on real data (Mescheder et al. 2018); 0 = off.",
@@ -192,7 +192,7 @@ EXAMPLES: dict[str, dict[str, object]] = {
     "gan": {
         "model": "gan",
         "dataset": {"name": "digits"},
-        "hyperparams": {"epochs": 30, "batch_size": 128, "lr": 0.0002},
+        "hyperparams": {"epochs": 60, "batch_size": 64, "lr": 0.001, "r1_gamma": 1.0},
         "seed": 0,
     },
 }

@@ -53,8 +53,8 @@ def test_gan_help_documents_every_hyperparameter(capsys: pytest.CaptureFixture[s
         assert "--" + name.replace("_", "-") in out, name
         description = info.description or ""
         assert flat(description)[:30] in out, name
-    assert "--epochs INT Passes over the training split. Range [1, 5000]. Default 30." in out
-    assert "--lr FLOAT Learning rate. Range (0, 1]. Default 0.0002." in out
+    assert "--epochs INT Passes over the training split. Range [1, 5000]. Default 60." in out
+    assert "--lr FLOAT Learning rate. Range (0, 1]. Default 0.001." in out
     assert "{non_saturating,minimax}" in out and "{normal,uniform}" in out
     assert "--spectral-norm, --no-spectral-norm" in out
     for option in ("--dataset", "--out", "--seed", "--device"):

@@ -339,7 +339,7 @@ def test_grid25_covers_most_modes_with_r1(tmp_path: Path, one_thread: None) -> N
 
 @pytest.mark.slow
 def test_digits_gan_samples_span_the_classes(tmp_path: Path, one_thread: None) -> None:
-    """A CNN trained on digits assigns 1,000 GAN samples to ≥ 8 of the 10 classes.
+    """The example GAN on digits: a CNN assigns 1,000 of its samples to ≥ 8 of 10 classes.
 
     Rule: a class counts when it receives ≥ 2 % (20) of the 1,000 samples' argmax labels
     (a tenth of its fair share).
@@ -357,21 +357,9 @@ def test_digits_gan_samples_span_the_classes(tmp_path: Path, one_thread: None) -
     )
     cnn_res = train(cnn, run_dir=tmp_path / "cnn")
     assert cnn_res.metrics["val_accuracy"] > 0.9
-    spec = parse_spec(
-        {
-            "model": "gan",
-            "dataset": {"name": "digits"},
-            "hyperparams": {
-                "epochs": 60,
-                "batch_size": 64,
-                "lr": 1e-3,
-                "hidden": 256,
-                "r1_gamma": 1.0,
-            },
-            "seed": 0,
-            "device": "cpu",
-        }
-    )
+    # The Swagger example (and the defaults) as is: it must train to this quality.
+    spec = parse_spec({**EXAMPLES["gan"], "device": "cpu"})
+    assert spec.hyperparams.r1_gamma == 1.0 and spec.hyperparams.lr == 1e-3
     t0 = time.perf_counter()
     res = train(spec, run_dir=tmp_path / "gan")
     seconds = time.perf_counter() - t0
@@ -381,11 +369,3 @@ def test_digits_gan_samples_span_the_classes(tmp_path: Path, one_thread: None) -
     hit = int((counts >= 20).sum())
     print(f"digits: classes hit {hit}/10, counts {counts.tolist()}, {seconds:.1f} s")
     assert hit >= 8
-
-
-@pytest.mark.slow
-def test_the_gan_example_spec_trains_as_is(tmp_path: Path) -> None:
-    spec = parse_spec(EXAMPLES["gan"])
-    res = train(spec, run_dir=tmp_path)
-    assert res.status.value == "completed"
-    assert res.step == res.total_steps == spec.hyperparams.epochs * (1437 // 128)
