@@ -1,9 +1,9 @@
 """SQLAlchemy 2 models of the job store, the engine factory and the Alembic ``migrate`` entry.
 
-Three tables: ``jobs`` (one row per training job, its progress and outcome), ``job_events``
+Four tables: ``jobs`` (one row per training job, its progress and outcome), ``job_events``
 (the per-job, gap-free sequence of metrics/status/checkpoint events, primary key
-``(job_id, seq)``) and ``datasets`` (uploaded datasets). Job state lives here, never in
-Celery's result backend.
+``(job_id, seq)``), ``datasets`` (uploaded datasets) and ``workers`` (one heartbeat row per
+running worker process). Job state lives here, never in Celery's result backend.
 """
 
 from __future__ import annotations
@@ -130,6 +130,27 @@ class UploadedDataset(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     info: Mapped[dict[str, Any]] = mapped_column(JSONType)  # Dataset.describe() of the upload
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WorkerHeartbeat(Base):
+    """A worker process's heartbeat: refreshed every ``heartbeat_interval_s`` while it runs.
+
+    A solo-pool worker that is training cannot answer a Celery ping, so readiness and the
+    worker count read this table instead (``app/routes/service.py``, ``app/metrics.py``).
+    """
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # Celery node name
+    hostname: Mapped[str] = mapped_column(String(255))
+    queues: Mapped[str] = mapped_column(String(100))  # comma-separated, e.g. "cpu,gpu"
+    device: Mapped[str | None] = mapped_column(String(32))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    job_id: Mapped[str | None] = mapped_column(String(32))  # the job it is running, if any
+
+    __table_args__ = (Index("ix_workers_last_seen", "last_seen"),)
 
 
 def database_url(settings: Settings) -> str:

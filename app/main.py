@@ -13,7 +13,7 @@ from app.catalog import Catalog
 from app.db import create_engine_for, migrate
 from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware, StateCollector
-from app.queue import queue_depths
+from app.queue import live_workers_by_queue, queue_depths
 from app.routes import datasets, jobs, models, service, stream
 from app.sampling import ModelCache
 from app.settings import Settings, get_settings
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         collector = StateCollector(
             store.count_by_status,
             lambda: queue_depths(app.state.celery),
+            lambda: live_workers_by_queue(store, settings.worker_stale_after_s),
         )
         metrics.add_state_collector(collector)
         try:

@@ -1,7 +1,9 @@
-"""Prometheus metrics: request latency, jobs by state, and queue depth per Celery queue.
+"""Prometheus metrics: request latency, jobs by state, queue depth and live workers per queue.
 
-Each app gets its own registry (tests build many apps). Job counts and queue depths are
-read when Prometheus scrapes, not kept in the process, so several API replicas agree.
+Each app gets its own registry (tests build many apps). Job counts, queue depths and worker
+counts are read when Prometheus scrapes, not kept in the process, so several API replicas
+agree. Workers are counted from their heartbeats in the job store: a solo-pool worker that is
+training cannot answer Celery's remote control, so ``inspect``/``ping`` would miss it.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ log = logging.getLogger(__name__)
 
 
 class StateCollector(Collector):
-    """``modelkiln_jobs{status}`` and ``modelkiln_queue_depth{queue}``, computed at scrape."""
+    """``modelkiln_jobs{status}``, ``modelkiln_queue_depth{queue}`` and
+    ``modelkiln_workers{queue}``, computed at scrape."""
 
     def __init__(
         self,
         job_counts: Callable[[], dict[str, int]],
         queue_depths: Callable[[], dict[str, int]],
+        worker_counts: Callable[[], dict[str, int]],
     ) -> None:
         self._job_counts = job_counts
         self._queue_depths = queue_depths
+        self._worker_counts = worker_counts
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         jobs = GaugeMetricFamily(
@@ -49,6 +54,17 @@ class StateCollector(Collector):
         except Exception as exc:
             log.warning("metrics: cannot read queue depths: %s", exc)
         yield depth
+        workers = GaugeMetricFamily(
+            "modelkiln_workers",
+            "Live workers (a recent heartbeat) consuming each queue, busy or idle.",
+            labels=["queue"],
+        )
+        try:
+            for queue, n in sorted(self._worker_counts().items()):
+                workers.add_metric([queue], n)
+        except Exception as exc:
+            log.warning("metrics: cannot count workers: %s", exc)
+        yield workers
 
 
 class Metrics:

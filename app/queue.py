@@ -10,6 +10,7 @@ import logging
 from typing import Any, Protocol
 
 from app.settings import Settings
+from app.store import JobStore
 from worker.celery_app import QUEUES, RUN_JOB
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,16 @@ def workers_answering(celery: Any, timeout: float) -> list[str]:
     """Names of the workers that answered a ping within ``timeout`` seconds."""
     replies = celery.control.ping(timeout=timeout) or []
     return [name for reply in replies for name in reply]
+
+
+def live_workers_by_queue(store: JobStore, within_s: float) -> dict[str, int]:
+    """Workers with a heartbeat at most ``within_s`` old, per queue they consume (every queue
+    present, zero included; a worker on ``cpu,gpu`` counts in both)."""
+    counts = dict.fromkeys(QUEUES, 0)
+    for worker in store.live_workers(within_s):
+        for queue in worker.queues:
+            counts[queue] = counts.get(queue, 0) + 1
+    return counts
 
 
 def queue_depths(celery: Any, timeout: float = 1.0) -> dict[str, int]:

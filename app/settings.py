@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+HEARTBEAT_MISSES = 3  # heartbeats a worker may miss before it counts as gone
+
 
 class Settings(BaseSettings):
     """Every knob, read from the environment (``MODELKILN_*``) or a ``.env`` file.
@@ -58,6 +60,13 @@ class Settings(BaseSettings):
     sse_poll_interval_s: float = Field(
         default=0.2, gt=0, le=5, description="How often an event stream polls the store."
     )
+    heartbeat_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How often a worker refreshes its heartbeat row in the job store; one "
+        "silent for 3 intervals counts as gone (/readyz, the modelkiln_workers metric).",
+    )
     readiness_timeout_s: float = Field(
         default=1.0, gt=0, le=30, description="How long /readyz waits for a worker to answer."
     )
@@ -67,6 +76,12 @@ class Settings(BaseSettings):
         if self.artifacts_dir is None:
             self.artifacts_dir = self.home / "artifacts"
         return self
+
+    @property
+    def worker_stale_after_s(self) -> float:
+        """A worker whose heartbeat is older than this is taken for gone (three missed beats,
+        so one slow write of the store does not drop it)."""
+        return HEARTBEAT_MISSES * self.heartbeat_interval_s
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,6 +7,10 @@ Event sequence numbers come from the job row's ``last_seq`` counter, bumped with
 ``UPDATE … RETURNING`` *before* anything is read: on PostgreSQL that row lock, on SQLite the
 write lock it takes, serialise a worker's metrics batch against a concurrent status event, so
 seqs are 1, 2, 3, … per job with no gap and no duplicate.
+
+Worker heartbeats (``heartbeat``, ``live_workers``, ``remove_worker``) live here too: one row
+per worker process, which ``/readyz`` and ``/metrics`` read because a busy solo-pool worker
+answers no Celery ping.
 """
 
 from __future__ import annotations
@@ -19,20 +23,39 @@ import string
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from pydantic import TypeAdapter
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import Job, JobEvent, UploadedDataset, utcnow
+from app.db import Job, JobEvent, UploadedDataset, WorkerHeartbeat, utcnow
 from ml.specs import AnySpec, TrainSpec
 
 SPEC_ADAPTER: TypeAdapter[AnySpec] = TypeAdapter(TrainSpec)
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 MAX_PAGE = 1000
+# The tables, for the Core statements of the hot paths (no ORM objects there).
+_JOBS = cast(Table, Job.__table__)
+_EVENTS = cast(Table, JobEvent.__table__)
+_WORKERS = cast(Table, WorkerHeartbeat.__table__)
+_NUMBER = (int, float)
 
 
 class JobStatus(StrEnum):
@@ -149,6 +172,33 @@ class JobRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A worker process as its last heartbeat described it."""
+
+    name: str  # Celery node name, e.g. "cpu.4242@host"
+    hostname: str
+    queues: tuple[str, ...]
+    device: str | None
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    job_id: str | None  # the job it is running, None when idle
+
+    @classmethod
+    def from_row(cls, row: WorkerHeartbeat) -> WorkerRecord:
+        return cls(
+            name=row.name,
+            hostname=row.hostname,
+            queues=tuple(q for q in row.queues.split(",") if q),
+            device=row.device,
+            pid=row.pid,
+            started_at=row.started_at,
+            last_seen=row.last_seen,
+            job_id=row.job_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class JobPage:
     data: list[JobRecord]
     next_cursor: str | None
@@ -165,15 +215,14 @@ class DatasetRecord:
     created_at: datetime
 
 
-def _better(name: str, new: float, old: float | None) -> bool:
-    """Whether ``new`` beats ``old`` for metric ``name`` (min for losses, max for accuracy)."""
-    if old is None:
+def _best_direction(name: str) -> bool | None:
+    """For metric ``name``: True if higher is better (accuracy), False if lower (a loss),
+    None if no best is kept."""
+    if name.endswith("accuracy"):
         return True
-    return new > old if name.endswith("accuracy") else new < old
-
-
-def _tracks_best(name: str) -> bool:
-    return name.endswith("loss") or name.endswith("accuracy")
+    if name.endswith("loss"):
+        return False
+    return None
 
 
 def _encode_cursor(created_at: datetime, job_id: str) -> str:
@@ -317,7 +366,9 @@ class JobStore:
             if claimed is None:
                 return None
             self._append(
-                s, job_id, [_status_event(JobStatus.running, worker=worker, device=device)]
+                s.connection(),
+                job_id,
+                [_status_event(JobStatus.running, worker=worker, device=device)],
             )
             row = s.get(Job, job_id, populate_existing=True)
             assert row is not None
@@ -331,8 +382,8 @@ class JobStore:
         """
         if not events:
             return 0
-        with self._tx() as s:
-            return self._append(s, job_id, events)
+        with self.engine.begin() as conn:
+            return self._append(conn, job_id, events)
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether someone asked to cancel the job (True also if it is gone or already final)."""
@@ -364,7 +415,7 @@ class JobStore:
                 .returning(Job.id)
             ).first()
             if cancelled is not None:
-                self._append(s, job_id, [_status_event(JobStatus.cancelled)])
+                self._append(s.connection(), job_id, [_status_event(JobStatus.cancelled)])
             else:
                 s.execute(
                     update(Job)
@@ -389,7 +440,7 @@ class JobStore:
             ).first()
             if done is not None:
                 extra = {"error": error} if error else {}
-                self._append(s, job_id, [_status_event(status, **extra)])
+                self._append(s.connection(), job_id, [_status_event(status, **extra)])
 
     def requeue(self, job_id: str) -> bool:
         """running → queued (a worker shutting down gracefully); another worker resumes it."""
@@ -403,7 +454,9 @@ class JobStore:
             ).first()
             if done is None:
                 return False
-            self._append(s, job_id, [_status_event(JobStatus.queued, reason="requeued")])
+            self._append(
+                s.connection(), job_id, [_status_event(JobStatus.queued, reason="requeued")]
+            )
             return True
 
     def drop_events_after(self, job_id: str, step: int) -> int:
@@ -446,6 +499,69 @@ class JobStore:
                 for e in s.scalars(q)
             ]
 
+    # --- worker heartbeats ------------------------------------------------------------------------
+
+    def heartbeat(
+        self,
+        name: str,
+        *,
+        hostname: str,
+        queues: Sequence[str],
+        device: str | None,
+        pid: int,
+        started_at: datetime,
+        job_id: str | None = None,
+    ) -> None:
+        """Insert or refresh worker ``name``'s row; ``last_seen`` becomes now."""
+        values = {
+            "hostname": hostname,
+            "queues": ",".join(queues),
+            "device": device,
+            "pid": pid,
+            "started_at": started_at,
+            "last_seen": self._now(),
+            "job_id": job_id,
+        }
+        upsert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        stmt = upsert(_WORKERS).values(name=name, **values)
+        with self.engine.begin() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
+
+    def live_workers(self, within_s: float) -> list[WorkerRecord]:
+        """Workers whose last heartbeat is at most ``within_s`` seconds old, by name."""
+        q = (
+            select(WorkerHeartbeat)
+            .where(WorkerHeartbeat.last_seen >= self._now(-within_s))
+            .order_by(WorkerHeartbeat.name)
+        )
+        with self._tx() as s:
+            return [WorkerRecord.from_row(r) for r in s.scalars(q)]
+
+    def remove_worker(self, name: str) -> bool:
+        """Forget worker ``name`` (it is shutting down); False if it had no row."""
+        with self._tx() as s:
+            result = s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.name == name))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def prune_workers(self, older_than_s: float) -> int:
+        """Delete the rows of workers silent for ``older_than_s`` seconds (killed, never
+        removed their row); returns how many."""
+        with self._tx() as s:
+            result = s.execute(
+                delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen < self._now(-older_than_s))
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def _now(self, offset_s: float = 0.0) -> Any:
+        """Now (plus ``offset_s``) for heartbeat times, on the database's clock where there is
+        one to share: on PostgreSQL, workers on many hosts and the API compare their beats
+        on the server's clock, so a host whose clock drifts is neither dropped nor kept alive.
+        SQLite is embedded mode, one host: this process's clock."""
+        if self.engine.dialect.name == "postgresql":
+            now = func.now()
+            return now + timedelta(seconds=offset_s) if offset_s else now
+        return utcnow() + timedelta(seconds=offset_s)
+
     # --- datasets ------------------------------------------------------------------------------
 
     def add_dataset(
@@ -484,58 +600,96 @@ class JobStore:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _append(self, s: Session, job_id: str, events: Sequence[EventIn]) -> int:
+    def _append(self, conn: Connection, job_id: str, events: Sequence[EventIn]) -> int:
+        """Append ``events`` inside the caller's transaction; the worker's hot path.
+
+        Three statements whatever the batch size, all SQLAlchemy Core (no ORM objects, no
+        unit of work): bump the seq counter (``RETURNING`` the metrics it needs), one
+        executemany INSERT of plain dicts (sqlite3's ``executemany``; on PostgreSQL,
+        SQLAlchemy's "insertmanyvalues" multi-row INSERTs), and one UPDATE of the job's
+        progress. Work that does not depend on the event is done once per batch, so the
+        per-event cost is building one dict and encoding its JSON.
+        """
         n = len(events)
+        now = utcnow()
+        status = EventKindIn.status.value
+        tail = None  # the last non-status event: the job's progress
+        for ev in reversed(events):
+            if ev.kind != status:
+                tail = ev
+                break
         # Bump the counter first: this takes the row (PostgreSQL) or database (SQLite) write lock,
-        # so nothing else can allocate seqs for this job until we commit.
-        got = s.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(last_seq=Job.last_seq + n, updated_at=utcnow())
-            .returning(Job.last_seq)
-        ).first()
+        # so nothing else can allocate seqs for this job until we commit. It also reads the
+        # latest/best metrics, which the lock keeps current until then.
+        bump = (
+            update(_JOBS)
+            .where(_JOBS.c.id == job_id)
+            .values(last_seq=_JOBS.c.last_seq + n, updated_at=now)
+        )
+        if tail is None:
+            got = conn.execute(bump.returning(_JOBS.c.last_seq)).first()
+        else:
+            got = conn.execute(
+                bump.returning(_JOBS.c.last_seq, _JOBS.c.metrics, _JOBS.c.best_metrics)
+            ).first()
         if got is None:
             return 0
         last = int(got[0])
-        first = last - n + 1
-        now = utcnow()
-        rows = [
-            {
-                "job_id": job_id,
-                "seq": first + i,
-                "kind": str(ev.kind),
-                "step": int(ev.step),
-                "epoch": int(ev.epoch),
-                "total_steps": int(ev.total_steps),
-                "data": ev.data,
-                "created_at": now,
+        seq = last - n
+        rows = []
+        for ev in events:
+            seq += 1
+            rows.append(
+                {
+                    "job_id": job_id,
+                    "seq": seq,
+                    "kind": str(ev.kind),
+                    "step": int(ev.step),
+                    "epoch": int(ev.epoch),
+                    "total_steps": int(ev.total_steps),
+                    "data": ev.data,
+                    "created_at": now,
+                }
+            )
+        conn.execute(insert(_EVENTS), rows)
+        if tail is not None:
+            latest, best = _merge_metrics(events, dict(got[1] or {}), dict(got[2] or {}))
+            progress: dict[str, Any] = {
+                "step": max(int(tail.step), 0),
+                "epoch": max(int(tail.epoch), 0),
+                "metrics": latest,
+                "best_metrics": best,
             }
-            for i, ev in enumerate(events)
-        ]
-        s.execute(insert(JobEvent), rows)
-        progress = [ev for ev in events if str(ev.kind) != EventKindIn.status.value]
-        if progress:
-            job = s.get(Job, job_id, populate_existing=True)
-            assert job is not None
-            latest = dict(job.metrics or {})
-            best = dict(job.best_metrics or {})
-            for ev in progress:
-                if str(ev.kind) != EventKindIn.metrics.value:
-                    continue
-                for name, value in ev.data.items():
-                    if not isinstance(value, int | float) or isinstance(value, bool):
-                        continue
-                    latest[name] = value
-                    if _tracks_best(name) and _better(name, value, best.get(name)):
-                        best[name] = value
-            tail = progress[-1]
-            job.step = max(int(tail.step), 0)
-            job.epoch = max(int(tail.epoch), 0)
             if tail.total_steps:
-                job.total_steps = int(tail.total_steps)
-            job.metrics = latest
-            job.best_metrics = best
+                progress["total_steps"] = int(tail.total_steps)
+            conn.execute(update(_JOBS).where(_JOBS.c.id == job_id).values(**progress))
         return last
+
+
+def _merge_metrics(
+    events: Sequence[EventIn], latest: dict[str, Any], best: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``latest`` and ``best`` moved on by the numeric values of the ``metrics`` events."""
+    kind = EventKindIn.metrics.value
+    # Whether a metric tracks a best, and which way, is decided once per name, not per event.
+    rules: dict[str, bool | None] = {}  # name -> higher is better; None: no best kept
+    for ev in events:
+        if ev.kind != kind:
+            continue
+        for name, value in ev.data.items():
+            if not isinstance(value, _NUMBER) or isinstance(value, bool):
+                continue
+            latest[name] = value
+            try:
+                higher = rules[name]
+            except KeyError:
+                higher = rules[name] = _best_direction(name)
+            if higher is None:
+                continue
+            old = best.get(name)
+            if old is None or (value > old if higher else value < old):
+                best[name] = value
+    return latest, best
 
 
 def _status_event(status: JobStatus, **extra: Any) -> EventIn:

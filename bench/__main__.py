@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from bench import event_logging
+from bench import event_logging, store_append
 
 
 def main() -> None:
     event_logging.main()
+    print()
+    store_append.main([])
 
 
 if __name__ == "__main__":

@@ -21,6 +21,11 @@ job taken (or finished) and is skipped. If it dies before re-sending, the origin
 still unacknowledged and comes back ``redelivered``, and ``run_job`` takes the job over.
 If the job store cannot be reached, the message is rejected back to the broker (requeue)
 after a short pause, so an outage of the store delays jobs instead of losing them.
+
+Heartbeat. When the worker is ready (``worker_ready``) it starts a
+:class:`~worker.heartbeat.Heartbeat` thread that keeps its row in the store's ``workers``
+table fresh, with the id of the job the task is running; ``worker_shutdown`` stops it and
+removes the row. The API reads those rows for ``/readyz`` and ``modelkiln_workers``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import Reject
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from celery.utils.log import get_task_logger
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -40,18 +45,49 @@ from app.db import create_engine_for
 from app.settings import Settings, get_settings
 from app.store import JobStore
 from worker.celery_app import RUN_JOB
-from worker.runner import run_job
+from worker.heartbeat import Heartbeat
+from worker.runner import device_label, run_job
 
 log = get_task_logger(__name__)
 
 SHUTDOWN = threading.Event()  # set when this worker process has been told to stop
 STORE_RETRY_S = 5.0  # pause before handing a message back when the store is unreachable
+HEARTBEAT: Heartbeat | None = None  # this worker process's heartbeat, once it is ready
 
 
 @worker_shutting_down.connect
 def _on_worker_shutting_down(**_: Any) -> None:
     # Runs inside Celery's signal handler on the main thread: set a flag, nothing more.
     SHUTDOWN.set()
+
+
+@worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    # ``sender`` is the worker's Consumer. Sent again when the consumer restarts after a
+    # lost broker connection: the heartbeat keeps running then, so start it only once.
+    global HEARTBEAT
+    if HEARTBEAT is not None:
+        return
+    try:
+        settings, store = runtime()
+        queues = sorted(sender.app.amqp.queues.consume_from)
+        HEARTBEAT = Heartbeat(
+            store,
+            name=sender.hostname,
+            queues=queues,
+            device=device_label("auto"),
+            interval_s=settings.heartbeat_interval_s,
+        ).start()
+    except Exception:  # no heartbeat is a degraded worker (readiness falls back to a ping)
+        log.exception("cannot start the heartbeat; this worker will not show as live")
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    global HEARTBEAT
+    if HEARTBEAT is not None:
+        HEARTBEAT.stop()
+        HEARTBEAT = None
 
 
 @lru_cache(maxsize=1)
@@ -70,6 +106,9 @@ def run(self: Task, job_id: str) -> str:
     def resend(jid: str, queue: str) -> None:
         self.app.send_task(RUN_JOB, args=[jid], queue=queue)
 
+    heartbeat = HEARTBEAT
+    if heartbeat is not None:
+        heartbeat.set_job(job_id)
     try:
         outcome = run_job(
             job_id,
@@ -87,5 +126,8 @@ def run(self: Task, job_id: str) -> str:
         log.error("job %s: the job store is unreachable (%s); retrying later", job_id, exc)
         time.sleep(STORE_RETRY_S)
         raise Reject(f"job store unreachable: {exc}", requeue=True) from exc
+    finally:
+        if heartbeat is not None:
+            heartbeat.set_job(None)
     log.info("job %s: %s", job_id, outcome.value)
     return outcome.value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -17,9 +18,9 @@ from unittest import mock
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, text, update
 
-from app.db import Base, create_engine_for, migrate
+from app.db import Base, WorkerHeartbeat, create_engine_for, migrate, utcnow
 from app.deps import get_celery
 from app.main import create_app
 from app.settings import Settings
@@ -68,6 +69,22 @@ class FakeCelery:
         return FakeConnection(self.broker_up, self.depths)
 
     connection_for_read = connection_for_write
+
+
+def age_worker(store: JobStore, name: str, seconds: float) -> None:
+    """Make worker ``name``'s last heartbeat ``seconds`` old (a worker that went silent)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(WorkerHeartbeat)
+            .where(WorkerHeartbeat.name == name)
+            .values(last_seen=utcnow() - timedelta(seconds=seconds))
+        )
+
+
+def beat(store: JobStore, name: str, queues: tuple[str, ...] = ("cpu",), **kw: Any) -> None:
+    """One heartbeat of worker ``name``, as :class:`worker.heartbeat.Heartbeat` writes it."""
+    kw = {"hostname": "host", "device": "cpu", "pid": 4242, "started_at": utcnow(), **kw}
+    store.heartbeat(name, queues=queues, **kw)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from app.settings import Settings
 from app.store import JobStatus, JobStore
 
-from .conftest import FakeCelery
+from .conftest import FakeCelery, age_worker, beat
 
 
 def _csv(rows: int = 40) -> bytes:
@@ -74,8 +74,10 @@ def test_healthz(client: TestClient) -> None:
 
 
 def test_readyz_ok_and_each_failure(client: TestClient, fake_celery: FakeCelery) -> None:
+    # No heartbeat in the store: readiness falls back to a Celery ping, which one answers.
     r = client.get("/readyz")
-    assert r.status_code == 200 and r.json()["checks"]["workers"] == "ok: 1"
+    assert r.status_code == 200
+    assert r.json()["checks"]["workers"].startswith("ok: 1 answered a ping")
     fake_celery.control.ping.return_value = []
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["error"] == "not_ready"
@@ -83,6 +85,32 @@ def test_readyz_ok_and_each_failure(client: TestClient, fake_celery: FakeCelery)
     fake_celery.broker_up = False
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["checks"]["broker"].startswith("unreachable")
+
+
+def test_readyz_counts_a_busy_worker_by_its_heartbeat(
+    client: TestClient, fake_celery: FakeCelery, api_store: JobStore
+) -> None:
+    # The only worker is training: solo pool, so no ping answer; its heartbeat is fresh.
+    fake_celery.control.ping.return_value = []
+    beat(api_store, "cpu.4242@gpu-host", job_id="k3v9x0q2m1ab")
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.json()
+    assert r.json()["checks"] == {"store": "ok", "broker": "ok", "workers": "ok: 1"}
+    fake_celery.control.ping.assert_not_called()  # a fresh heartbeat needs no ping
+
+
+def test_readyz_is_503_when_the_only_heartbeat_is_stale(
+    client: TestClient, fake_celery: FakeCelery, api_store: JobStore, settings: Settings
+) -> None:
+    fake_celery.control.ping.return_value = []
+    beat(api_store, "cpu.4242@gpu-host")
+    age_worker(api_store, "cpu.4242@gpu-host", settings.worker_stale_after_s + 1)
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.json()["error"] == "not_ready"
+    assert r.json()["checks"]["workers"] == (
+        "no worker heartbeat in the last 15 s, and none answered a ping"
+    )
+    fake_celery.control.ping.assert_called_once()
 
 
 def test_metrics(client: TestClient, api_store: JobStore) -> None:
@@ -97,3 +125,18 @@ def test_metrics(client: TestClient, api_store: JobStore) -> None:
         'status="404"} 1.0'
     ) in text
     assert api_store.get_job(job["id"]).status is JobStatus.cancelled  # type: ignore[union-attr]
+
+
+def test_metrics_count_live_workers_by_queue(
+    client: TestClient, api_store: JobStore, settings: Settings
+) -> None:
+    text = client.get("/metrics").text
+    assert 'modelkiln_workers{queue="cpu"} 0.0' in text
+    assert 'modelkiln_workers{queue="gpu"} 0.0' in text
+    beat(api_store, "cpu.1@a", job_id="busy")  # busy workers count too
+    beat(api_store, "gpu.2@b", queues=("cpu", "gpu"))
+    beat(api_store, "cpu.3@c")
+    age_worker(api_store, "cpu.3@c", settings.worker_stale_after_s + 1)  # gone
+    text = client.get("/metrics").text
+    assert 'modelkiln_workers{queue="cpu"} 2.0' in text
+    assert 'modelkiln_workers{queue="gpu"} 1.0' in text

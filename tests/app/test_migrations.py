@@ -39,6 +39,19 @@ def test_upgrade_head_matches_models(
             "ix_jobs_created_id",
             "ix_jobs_status",
         }
+        # 0002: the worker heartbeats
+        assert _schema(engine)["workers"] == {
+            "name",
+            "hostname",
+            "queues",
+            "device",
+            "pid",
+            "started_at",
+            "last_seen",
+            "job_id",
+        }
+        assert insp.get_pk_constraint("workers")["constrained_columns"] == ["name"]
+        assert [i["name"] for i in insp.get_indexes("workers")] == ["ix_workers_last_seen"]
     finally:
         engine.dispose()
 

@@ -6,8 +6,11 @@ import threading
 
 import pytest
 
+from app.db import utcnow
 from app.store import EventIn, InvalidCursor, JobStatus, JobStore
 from ml.specs import CNNSpec, DatasetRef, GANSpec, NeuronSpec
+
+from .conftest import age_worker, beat
 
 
 def neuron() -> NeuronSpec:
@@ -70,6 +73,43 @@ def test_append_events_numbers_and_progress(store: JobStore) -> None:
     assert got.best_metrics == {"loss": 0.4, "accuracy": 0.7}
     assert store.append_events(job.id, []) == 0
     assert store.append_events("missing", [metrics(1, loss=1.0)]) == 0
+
+
+def test_append_events_progress_from_a_mixed_batch(store: JobStore) -> None:
+    job = store.create_job(neuron())
+    store.append_events(job.id, [metrics(1, loss=0.5, val_accuracy=0.8)])
+    last = store.append_events(
+        job.id,
+        [
+            metrics(2, loss=0.7, val_accuracy=0.6, lr=0.1, flag=True, note="x"),  # type: ignore[arg-type]
+            EventIn(kind="checkpoint", step=3, epoch=2, data={"path": "checkpoint"}),
+            EventIn(kind="status", data={"status": "running"}),  # moves no progress
+        ],
+    )
+    assert last == 4
+    events = store.events_after(job.id)
+    assert [(e.seq, e.kind, e.step) for e in events] == [
+        (1, "metrics", 1),
+        (2, "metrics", 2),
+        (3, "checkpoint", 3),
+        (4, "status", 0),
+    ]
+    assert events[1].data == {
+        "loss": 0.7,
+        "val_accuracy": 0.6,
+        "lr": 0.1,
+        "flag": True,
+        "note": "x",
+    }
+    got = store.get_job(job.id)
+    assert got is not None
+    # Progress from the last non-status event; total_steps 0 leaves the known total alone.
+    assert (got.step, got.epoch, got.total_steps, got.last_seq) == (3, 2, 100, 4)
+    # Latest: numbers only (not bools, not strings); best: losses down, accuracies up, only.
+    assert got.metrics == {"loss": 0.7, "val_accuracy": 0.6, "lr": 0.1}
+    assert got.best_metrics == {"loss": 0.5, "val_accuracy": 0.8}
+    assert store.append_events(job.id, [EventIn(kind="status", data={})]) == 5
+    assert store.get_job(job.id).step == 3  # type: ignore[union-attr]
 
 
 def test_concurrent_appends_and_status_events_have_no_gap(store: JobStore) -> None:
@@ -205,3 +245,48 @@ def test_datasets_table(store: JobStore) -> None:
     assert store.get_dataset("abc") == rec
     assert [d.id for d in store.list_datasets()] == ["abc"]
     assert store.get_dataset("zzz") is None
+
+
+def test_heartbeat_inserts_then_refreshes_one_row_per_worker(store: JobStore) -> None:
+    started = utcnow()
+    beat(store, "cpu.1@a", started_at=started)
+    beat(store, "gpu.2@b", queues=("cpu", "gpu"), device="cuda", pid=2, job_id="j1")
+    [a, b] = store.live_workers(15)
+    assert (a.name, a.hostname, a.queues, a.device, a.pid, a.job_id) == (
+        "cpu.1@a",
+        "host",
+        ("cpu",),
+        "cpu",
+        4242,
+        None,
+    )
+    assert a.started_at == started and a.last_seen.tzinfo is not None
+    assert (b.name, b.queues, b.device, b.job_id) == ("gpu.2@b", ("cpu", "gpu"), "cuda", "j1")
+
+    age_worker(store, "cpu.1@a", 5)
+    beat(store, "cpu.1@a", started_at=started, job_id="j2")  # an upsert, not a second row
+    [again] = [w for w in store.live_workers(15) if w.name == "cpu.1@a"]
+    assert again.job_id == "j2" and again.started_at == started
+    assert again.last_seen > a.last_seen
+    assert len(store.live_workers(15)) == 2
+
+
+def test_live_workers_leaves_out_stale_heartbeats(store: JobStore) -> None:
+    beat(store, "busy@a", job_id="j1")
+    beat(store, "gone@b")
+    age_worker(store, "gone@b", 20)
+    assert [w.name for w in store.live_workers(15)] == ["busy@a"]
+    assert [w.name for w in store.live_workers(30)] == ["busy@a", "gone@b"]
+    age_worker(store, "busy@a", 16)
+    assert store.live_workers(15) == []
+
+
+def test_remove_and_prune_workers(store: JobStore) -> None:
+    beat(store, "a@h")
+    beat(store, "b@h")
+    beat(store, "c@h")
+    age_worker(store, "c@h", 7200)
+    assert store.remove_worker("a@h")
+    assert not store.remove_worker("a@h")
+    assert store.prune_workers(3600) == 1  # c: silent for two hours
+    assert [w.name for w in store.live_workers(3600 * 24)] == ["b@h"]

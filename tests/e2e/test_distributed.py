@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 
+import httpx
 import pytest
 
 from tests.e2e import flows
@@ -27,6 +28,27 @@ def test_a_cnn_trains_and_predicts(live_cluster: Cluster) -> None:
 def test_cancelling_a_running_job_keeps_its_checkpoint_and_losses(live_cluster: Cluster) -> None:
     with live_cluster.client() as api:
         flows.cancel_a_running_job(api)
+
+
+def test_readyz_and_metrics_see_busy_workers_by_their_heartbeats(live_cluster: Cluster) -> None:
+    # Solo pool: a worker that is training answers no Celery ping. Occupy every worker, then
+    # the API must still be ready and count them, from the heartbeats in the store.
+    workers = live_cluster.live_workers()
+    with live_cluster.client() as api:
+        jobs = [flows.gan_job(api, epochs=500, batch_size=32) for _ in workers]
+        try:
+            for job in jobs:
+                flows.wait_step(api, job["id"], 5)
+            ready = httpx.get(f"{live_cluster.url}/readyz", timeout=30)
+            metrics = httpx.get(f"{live_cluster.url}/metrics", timeout=30).text
+        finally:
+            for job in jobs:
+                api.cancel_job(job["id"])
+            for job in jobs:
+                flows.wait_status(api, job["id"], timeout=60)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["workers"] == f"ok: {len(workers)}"  # not "...a ping"
+    assert f'modelkiln_workers{{queue="cpu"}} {float(len(workers))}' in metrics
 
 
 def test_sigterm_hands_the_running_job_to_another_worker_without_gap(
