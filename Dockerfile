@@ -9,7 +9,7 @@
 # Build:  docker build -t modelkiln:cpu .
 #         docker build --build-arg TORCH_VARIANT=cu130 -t modelkiln:cu130 .
 # docker-compose.yml builds it for you. This file is checked statically by tests/deploy/
-# (no Docker engine runs where the tests run); see docs/deploy.md.
+# (no Docker engine runs where the tests run); see README.md, "Deployment".
 
 ARG PYTHON_VERSION=3.11
 
@@ -74,7 +74,7 @@ USER modelkiln
 
 # Checkpoints, progress images and uploaded datasets (MODELKILN_HOME/artifacts). The API and
 # every worker must see the same files: one named volume on one host, NFS or similar across
-# hosts (docs/deploy.md).
+# hosts (README.md, "Deployment").
 VOLUME ["/var/lib/modelkiln/artifacts"]
 
 EXPOSE 8000

@@ -1,4 +1,4 @@
-"""docs/deploy.md: its compose snippets are valid Compose, its commands are real CLI commands."""
+"""README.md: its compose snippets are valid Compose, its commands are real CLI commands."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 from tests.deploy.deployfiles import ROOT, deploy_environment, interpolate, map_strings
 from tests.deploy.test_entry_points import parse_modelkiln
 
-GUIDE = ROOT / "docs" / "deploy.md"
+GUIDE = ROOT / "README.md"
 
 
 class ComposeLoader(yaml.SafeLoader):
