@@ -8,13 +8,16 @@ for the CNN and GAN) is trained in this process, alternating, a few times each w
   (``event_flush_interval_s``), writing every event to a real SQLite job store (the embedded
   mode's store), the final write included.
 
-Two overheads are reported. *wall* compares the best (lowest) per-step wall time of each
-way — noise only ever adds time — yet on a shared machine it still moves by a few
-percent. *cpu* is steadier: the CPU time logging itself used (the training thread's
-``on_event`` + ``should_stop`` calls, and the flusher thread's store writes and cancel
-reads), per step, over the bare step time — an upper bound on the slowdown if the flusher
-never ran beside the training thread. Also shown:
-store writes per run, and how long an event waited in the worker before its batch was
+Two overheads are reported. *wall* compares per-step wall times two ways: *best*, the
+lowest of each way (noise only ever adds time), and *paired*, the median over the
+alternated bare/logged pairs of logged/bare − 1 (neighbouring runs share the machine's
+state, so drift cancels); on a shared machine both still move by a few percent, hence
+more repetitions for the short neuron runs. *cpu* is steadier: the CPU time logging itself
+used (the training thread's ``on_event`` + ``should_stop`` calls, and the flusher thread's
+store writes and cancel reads), per step, over the bare step time — an upper bound on the
+slowdown if the flusher never ran beside the training thread. The bench's own bookkeeping
+(each event's wait, below) runs on the flusher thread; it is measured and left out. Also
+shown: store writes per run, and how long an event waited in the worker before its batch was
 committed (the worker's share of the event latency; the API's SSE poll adds the rest).
 """
 
@@ -43,7 +46,7 @@ JOBS: dict[str, dict[str, Any]] = {
     name: {**example, "hyperparams": {**dict(example["hyperparams"]), "epochs": EPOCHS[name]}}  # type: ignore[call-overload]
     for name, example in EXAMPLES.items()
 }
-REPEATS = 5
+REPEATS = {"neuron": 21, "cnn": 7, "gan": 5}  # bare/logged pairs per model
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Row:
     steps: int
     bare_ms: float
     logged_ms: float
+    paired_pct: float  # median over the pairs of (logged / bare - 1), in %
     call_us: float
     flusher_cpu_us: float  # flusher CPU per step
     writes: int
@@ -82,14 +86,18 @@ def _logged(
 ) -> tuple[float, int, int, list[float], float]:
     job = store.create_job(spec)
     store.claim(job.id, "bench", "cpu")
-    produced: dict[int, float] = {}  # id(event) -> when it was produced
+    births: list[float] = []  # when each event was produced; the sink writes them in order
     waits: list[float] = []
+    bookkeeping = [0.0]  # the CPU this measuring took on the flusher: not logging's cost
     real_append = store.append_events
 
     def timed_append(job_id: str, events: Sequence[EventIn]) -> int:
         last = real_append(job_id, events)
+        started = time.thread_time()
         now = time.perf_counter()
-        waits.extend(now - produced.pop(id(e), now) for e in events)
+        done = len(waits)
+        waits.extend(now - born for born in births[done : done + len(events)])
+        bookkeeping[0] += time.thread_time() - started
         return last
 
     sink = EventSink(
@@ -99,23 +107,13 @@ def _logged(
         run_dir=run_dir / "logged",
         shutdown=threading.Event(),
     )
-    # Measuring the wait needs the event's birth time; key it by the EventIn the sink makes.
-    to_event_in = sink._to_event_in
-
-    def stamped(ev: TrainEvent) -> EventIn:
-        out = to_event_in(ev)
-        produced[id(out)] = births.pop(id(ev), time.perf_counter())
-        return out
-
-    births: dict[int, float] = {}
-    sink._to_event_in = stamped  # type: ignore[method-assign]
     store.append_events = timed_append  # type: ignore[method-assign]
     cpu = [0.0]  # seconds of CPU the flusher's work took, on whichever thread ran it
     for method in ("flush", "poll_cancel"):
         setattr(sink, method, _cpu_timed(getattr(sink, method), cpu))
 
     def on_event(ev: TrainEvent) -> None:
-        births[id(ev)] = time.perf_counter()
+        births.append(time.perf_counter())
         sink.on_event(ev)
 
     sink.start()
@@ -124,9 +122,7 @@ def _logged(
     sink.close()  # the last write is part of the cost
     elapsed = time.perf_counter() - started
     store.append_events = real_append  # type: ignore[method-assign]
-    # The bench's own stamping (births/produced) ran inside flush; it is counted against
-    # logging, which makes the cpu figure a slight overestimate.
-    return elapsed, result.step, sink.flushes, waits, cpu[0]
+    return elapsed, result.step, sink.flushes, waits, cpu[0] - bookkeeping[0]
 
 
 def _cpu_timed(fn: Any, total: list[float]) -> Any:
@@ -169,7 +165,7 @@ def measure(models: list[str] | None = None) -> list[Row]:
             spec = parse_spec(JOBS[name])
             _bare(spec, root / f"{name}-warmup")  # imports, dataset cache, allocator
             bare, logged, cpu, writes, waits = [], [], [], 0, []
-            for i in range(REPEATS):
+            for i in range(REPEATS[name]):
                 t, steps = _bare(spec, root / f"{name}-{i}")
                 bare.append(t / steps)
                 t, steps, writes, w, c = _logged(spec, root / f"{name}-{i}", store, settings)
@@ -182,6 +178,8 @@ def measure(models: list[str] | None = None) -> list[Row]:
                     steps=steps,
                     bare_ms=min(bare) * 1000,
                     logged_ms=min(logged) * 1000,
+                    paired_pct=100
+                    * statistics.median(lg / b - 1 for b, lg in zip(bare, logged, strict=True)),
                     call_us=call_us,
                     flusher_cpu_us=statistics.median(cpu) * 1e6,
                     writes=writes,
@@ -196,17 +194,18 @@ def measure(models: list[str] | None = None) -> list[Row]:
 def table(rows: list[Row], interval_s: float) -> str:
     title = (
         f"event logging overhead: flush every {interval_s:g} s to SQLite, best of "
-        f"{REPEATS} runs (cpu: median), 1 torch thread"
+        f"n alternated bare/logged runs (wall paired, cpu: median), 1 torch thread"
     )
     head = (
-        "model   steps  bare ms/step  logged ms/step   wall  logging cpu/step    cpu  "
-        "writes/run  event wait in worker"
+        "model   steps   n  bare ms/step  logged ms/step  wall best  paired  "
+        "logging cpu/step    cpu  writes/run  event wait in worker"
     )
     lines = [title, head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r.model:<7}{r.steps:>6}  {r.bare_ms:>12.3f}  {r.logged_ms:>14.3f}  "
-            f"{r.wall_pct:>+5.1f}%  {r.cpu_us:>13.1f} µs  {r.cpu_pct:>4.1f}%  "
+            f"{r.model:<7}{r.steps:>6}{REPEATS[r.model]:>4}  {r.bare_ms:>12.3f}  "
+            f"{r.logged_ms:>14.3f}  {r.wall_pct:>+8.1f}%  {r.paired_pct:>+5.1f}%  "
+            f"{r.cpu_us:>13.1f} µs  {r.cpu_pct:>4.1f}%  "
             f"{r.writes:>10}  median {r.wait_ms_median:.0f} ms, max {r.wait_ms_max:.0f} ms"
         )
     lines.append(

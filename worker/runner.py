@@ -80,6 +80,7 @@ class EventSink:
         self.flushed_events = 0
         self._queue: deque[TrainEvent] = deque()
         self._retry: list[EventIn] = []  # a batch whose write failed; written first next time
+        self._paths: dict[Path, str] = {}  # artifact path -> as recorded (see _relative)
         self._flush_lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"events-{job_id}", daemon=True)
@@ -136,18 +137,27 @@ class EventSink:
                 log.warning("job %s: writing events failed; will retry", self.job_id, exc_info=True)
 
     def _to_event_in(self, ev: TrainEvent) -> EventIn:
-        data: dict[str, object]
-        if ev.path is not None:
-            path = Path(ev.path)
-            try:  # relative to the run dir: the API may mount the artifacts elsewhere
-                data = {"path": str(path.relative_to(self.run_dir))}
-            except ValueError:
-                data = {"path": str(path)}
+        # Runs once per event on the flusher thread (a neuron makes thousands a second), so
+        # it is kept lean: positional arguments, and each distinct path made relative once.
+        if ev.path is None:
+            data: dict[str, object] = dict(ev.metrics)
         else:
-            data = dict(ev.metrics)
-        return EventIn(
-            kind=str(ev.kind), step=ev.step, epoch=ev.epoch, total_steps=ev.total_steps, data=data
-        )
+            data = {"path": self._relative(ev.path)}
+        return EventIn(str(ev.kind), ev.step, ev.epoch, ev.total_steps, data)
+
+    def _relative(self, path: Path) -> str:
+        """``path`` relative to the run dir (the API may mount the artifacts elsewhere);
+        as it is, if it lies outside. Cached: every checkpoint event names the same folder."""
+        try:
+            return self._paths[path]
+        except KeyError:
+            pass
+        try:
+            relative = str(Path(path).relative_to(self.run_dir))
+        except ValueError:
+            relative = str(path)
+        self._paths[path] = relative
+        return relative
 
 
 def checkpoint_step(run_dir: Path) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import text
 
 from app.db import utcnow
 from app.store import EventIn, InvalidCursor, JobStatus, JobStore
@@ -110,6 +111,37 @@ def test_append_events_progress_from_a_mixed_batch(store: JobStore) -> None:
     assert got.best_metrics == {"loss": 0.5, "val_accuracy": 0.8}
     assert store.append_events(job.id, [EventIn(kind="status", data={})]) == 5
     assert store.get_job(job.id).step == 3  # type: ignore[union-attr]
+
+
+def test_appended_events_are_stored_as_json_objects_with_one_time_per_batch(
+    store: JobStore,
+) -> None:
+    # append_events writes `data` as JSON text (cast to JSONB on PostgreSQL): the database
+    # must hold an object, not a JSON string, and SQL's JSON functions must see its fields.
+    job = store.create_job(neuron())
+    before = utcnow()
+    store.append_events(
+        job.id,
+        [
+            metrics(1, loss=0.25, accuracy=0.5),
+            EventIn(kind="checkpoint", step=1, epoch=1, data={"path": 'ckpt/ü "q"'}),
+        ],
+    )
+    postgres = store.engine.dialect.name == "postgresql"
+    json_type = "jsonb_typeof(data)" if postgres else "json_type(data)"
+    loss = "(data->>'loss')" if postgres else "json_extract(data, '$.loss')"
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT {json_type}, {loss} FROM job_events WHERE job_id = :j ORDER BY seq"),
+            {"j": job.id},
+        ).all()
+    assert [r[0] for r in rows] == ["object", "object"]
+    assert float(rows[0][1]) == 0.25
+    assert rows[1][1] is None
+    first, second = store.events_after(job.id)
+    assert second.data == {"path": 'ckpt/ü "q"'}
+    assert first.created_at == second.created_at  # the batch's one timestamp
+    assert before <= first.created_at <= utcnow()
 
 
 def test_concurrent_appends_and_status_events_have_no_gap(store: JobStore) -> None:
