@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.store import DatasetRecord, EventRecord, JobRecord, JobStatus
+from app.store import DatasetRecord, EventKind, EventRecord, JobRecord, JobStatus
 from ml.specs import AnySpec, ModelKind, TrainSpec
 
 __all__ = [
@@ -21,13 +21,6 @@ __all__ = [
 
 # The request body of POST /v1/jobs: the spec union from ml.specs, discriminated on "model".
 JobCreate = TrainSpec
-
-
-class EventKind(StrEnum):
-    metrics = "metrics"
-    status = "status"
-    checkpoint = "checkpoint"
-    progress_image = "progress_image"
 
 
 class SampleFormat(StrEnum):

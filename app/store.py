@@ -76,7 +76,9 @@ class JobStatus(StrEnum):
 TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
 
 
-class EventKindIn(StrEnum):
+class EventKind(StrEnum):
+    """What a stored event is: the ml event kinds plus ``status`` (the job's own changes)."""
+
     metrics = "metrics"
     status = "status"
     checkpoint = "checkpoint"
@@ -474,7 +476,7 @@ class JobStore:
             result = s.execute(
                 delete(JobEvent).where(
                     JobEvent.job_id == job_id,
-                    JobEvent.kind != EventKindIn.status.value,
+                    JobEvent.kind != EventKind.status.value,
                     JobEvent.step > step,
                 )
             )
@@ -615,7 +617,7 @@ class JobStore:
         """
         n = len(events)
         now = utcnow()
-        status = EventKindIn.status.value
+        status = EventKind.status.value
         tail = None  # the last non-status event: the job's progress
         for ev in reversed(events):
             if ev.kind != status:
@@ -727,7 +729,7 @@ def _merge_metrics(
     events: Sequence[EventIn], latest: dict[str, Any], best: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``latest`` and ``best`` moved on by the numeric values of the ``metrics`` events."""
-    kind = EventKindIn.metrics.value
+    kind = EventKind.metrics.value
     # Whether a metric tracks a best, and which way, is decided once per name, not per event.
     rules: dict[str, bool | None] = {}  # name -> higher is better; None: no best kept
     for ev in events:
@@ -750,7 +752,7 @@ def _merge_metrics(
 
 
 def _status_event(status: JobStatus, **extra: Any) -> EventIn:
-    return EventIn(kind=EventKindIn.status.value, data={"status": status.value, **extra})
+    return EventIn(kind=EventKind.status.value, data={"status": status.value, **extra})
 
 
 def _dataset_record(row: UploadedDataset) -> DatasetRecord:
