@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
 from app.deps import get_store
+from app.main import create_app
 from app.settings import Settings
 from app.store import EventIn, JobStatus, JobStore
 from ml.specs import EXAMPLES
@@ -213,3 +216,13 @@ def test_losses_csv_and_every(client: TestClient, api_store: JobStore) -> None:
     assert lines[1:] == ["6,5,1,0.2,", "11,10,1,0.1,", "12,10,1,,0.5"]
     thinned = client.get(f"/v1/jobs/{job_id}/losses", params={"every": 2}).json()
     assert [p["step"] for p in thinned["data"]] == [2, 4, 6, 8, 10, 10]
+
+
+def test_a_real_broker_that_is_down_is_503_and_no_job(tmp_path: Path) -> None:
+    """No stand-in: the app's own Celery client against a Redis port where nothing listens."""
+    settings = Settings(home=tmp_path / "home", broker_url="redis://127.0.0.1:1/0")
+    with TestClient(create_app(settings)) as real:
+        r = real.post("/v1/jobs", json=EXAMPLES["neuron"])
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "broker_unavailable"
+        assert real.get("/v1/jobs").json()["count"] == 0
