@@ -8,6 +8,7 @@ parses one thing everywhere. Nothing a client sends should reach the 500 handler
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -127,17 +128,29 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, detail), status_code=exc.status_code, headers=exc.headers)
 
 
+def _plain_message(err: dict[str, Any]) -> str:
+    """Pydantic's message, reworded where it would show Python reprs to an HTTP client."""
+    ctx = err.get("ctx") or {}
+    if err.get("type") == "union_tag_invalid":  # e.g. {"model": "foo"}
+        tags = re.findall(r": '([^']*)'>", str(ctx.get("expected_tags", "")))
+        expected = ", ".join(tags) or str(ctx.get("expected_tags", ""))
+        return f"{ctx.get('discriminator')} must be one of {expected}; got {ctx.get('tag')!r}"
+    if err.get("type") == "union_tag_not_found":  # the discriminator field is missing
+        return f"{ctx.get('discriminator')} is required"
+    return str(err.get("msg", ""))
+
+
 def _flatten(errors: Any) -> str:
     parts = []
     for err in errors:
         loc = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg', '')}" if loc else str(err.get("msg", "")))
+        parts.append(f"{loc}: {err['msg']}" if loc else str(err["msg"]))
     return "; ".join(parts) or "invalid request"
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
+    errors = [{**e, "msg": _plain_message(e)} for e in exc.errors()]
     body = error_body("invalid", _flatten(errors))
     # The structured list too, for programs (ctx may hold exceptions: make it JSON-safe).
     body["errors"] = jsonable_encoder(

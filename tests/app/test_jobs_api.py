@@ -226,3 +226,22 @@ def test_a_real_broker_that_is_down_is_503_and_no_job(tmp_path: Path) -> None:
         assert r.status_code == 503, r.text
         assert r.json()["error"] == "broker_unavailable"
         assert real.get("/v1/jobs").json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (
+            {"model": "foo", "dataset": {"name": "digits"}},
+            "'model' must be one of neuron, cnn, gan",
+        ),
+        ({"dataset": {"name": "digits"}}, "'model' is required"),
+    ],
+)
+def test_an_unknown_or_missing_model_is_named_plainly(
+    client: TestClient, body: dict[str, object], detail: str
+) -> None:
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == 422
+    assert detail in r.json()["detail"]
+    assert "ModelKind" not in r.text
