@@ -287,17 +287,10 @@ def _run_worker(
     logging.basicConfig(
         level=loglevel.upper(), format="[%(asctime)s %(levelname)s %(name)s] %(message)s"
     )
-    import torch
-
     import ml.training  # noqa: F401 — load torch before the first job (no CUDA context yet)
+    from ml.device import set_cpu_threads
 
-    # Our nets are small and a host runs several single-job workers: one intra-op thread per
-    # process is the right default. With torch's default (one per core) a digits GAN step
-    # took 158 ms instead of 12 ms on a busy 2-core machine, the threads fighting each other.
-    if threads is None and not os.environ.get("OMP_NUM_THREADS"):
-        threads = 1
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_cpu_threads(threads)  # one per process unless told otherwise (see its docstring)
 
     app = create_celery(settings)
     app.worker_main(

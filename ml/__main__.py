@@ -151,6 +151,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--resume", action="store_true", help="continue from DIR/checkpoint if there is one"
     )
+    run.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="PyTorch CPU threads (default $OMP_NUM_THREADS, else 1: fastest for nets this small)",
+    )
     _add_data_dir(run)
 
 
@@ -279,9 +285,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from ml.device import resolve_device
+    from ml.device import resolve_device, set_cpu_threads
 
     resolve_device(spec.device)  # fail on a missing GPU before printing anything
+    set_cpu_threads(args.threads)
     console = Console(highlight=False, soft_wrap=True)
     console.print(
         f"training {spec.model.value} on {args.dataset} "
