@@ -146,7 +146,8 @@ class _SpecBase(_Strict):
     dataset: DatasetRef = Field(examples=[{"name": "digits"}])
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seeds init, split and noise.")
     device: DeviceChoice = Field(
-        default=DeviceChoice.auto, description="auto picks CUDA if present."
+        default=DeviceChoice.auto,
+        description="auto: CUDA if the worker that trains the job has a GPU, else the CPU.",
     )
     name: str | None = Field(default=None, max_length=200, description="A label for people.")
 
