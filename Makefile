@@ -2,9 +2,13 @@
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU build of PyTorch is installed first so the open `torch>=2.4` in
-# pyproject.toml is already met; GPU hosts install their CUDA build instead.
+# PyTorch is installed first so the open `torch>=2.4` in pyproject.toml is already met.
+# On the project's development and CI machines `torch==2.13.0` resolves to a CPU build
+# kept on local disk. Elsewhere plain PyPI serves the large CUDA build for Linux: pass
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU build (as the Dockerfile does),
+# or keep the default on a GPU host.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint bench clean browser
@@ -12,7 +16,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
