@@ -760,13 +760,21 @@ def datasets(url: UrlOpt = DEFAULT_URL) -> None:
 def upload(
     file: Annotated[Path, typer.Argument(help="CSV, NPZ or ZIP of PNG folders (one per class).")],
     name: Annotated[str | None, typer.Option(help="A name for the dataset.")] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(
+            "--label-column",
+            metavar="NAME",
+            help="The CSV's label column, if not label, y, target or class (any case).",
+        ),
+    ] = None,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
     """Upload a dataset; prints its id (train with --dataset id:<ID>)."""
     if not file.is_file():
         fail(f"no such file: {file}", EXIT_USAGE)
     with ModelKilnClient(url) as api:
-        record = api.upload_dataset(file, name=name)
+        record = api.upload_dataset(file, name=name, label_column=label_column)
     out.print(str(record.get("id")))
     err.print(f"uploaded {file.name}; train with --dataset id:{record.get('id')}")
 

@@ -336,11 +336,17 @@ class ModelKilnClient:
             return data
         return list(body or [])
 
-    def upload_dataset(self, path: Path, *, name: str | None = None) -> Json:
-        """Upload a CSV, NPZ or ZIP-of-PNG-folders dataset; returns its record (with ``id``)."""
+    def upload_dataset(
+        self, path: Path, *, name: str | None = None, label_column: str | None = None
+    ) -> Json:
+        """Upload a CSV, NPZ or ZIP-of-PNG-folders dataset; returns its record (with ``id``).
+
+        ``label_column`` names a CSV's label column when it is not one of the usual names
+        (label, y, target, class).
+        """
         with path.open("rb") as fh:
             files = {"file": (path.name, fh, _content_type(path))}
-            data = _drop_none({"name": name})
+            data = _drop_none({"name": name, "label_column": label_column})
             record: Json = self._json("POST", "/v1/datasets", files=files, data=data)
         return record
 

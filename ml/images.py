@@ -143,12 +143,15 @@ def samples_png(
     raise ValueError(f"cannot draw samples of shape {samples.shape}: need images or 2-D points")
 
 
-def progress_gif(png_paths: Sequence[Path | str], duration_ms: int = 250) -> bytes:
+def progress_gif(
+    png_paths: Sequence[Path | str], duration_ms: int = 250, comment: str | None = None
+) -> bytes:
     """An animated, looping GIF with one frame per PNG in ``png_paths`` (in that order).
 
     A thin bar along the bottom edge fills up frame by frame: it shows how far training had
     got, and it keeps consecutive frames distinct (Pillow merges identical consecutive
-    frames), so the GIF always has exactly ``len(png_paths)`` frames.
+    frames), so the GIF always has exactly ``len(png_paths)`` frames. ``comment`` goes in the
+    GIF's header (``Image.open(...).info["comment"]``): the API keys its cached copy by it.
     """
     if not png_paths:
         raise ValueError("no progress images to animate")
@@ -178,5 +181,6 @@ def progress_gif(png_paths: Sequence[Path | str], duration_ms: int = 250) -> byt
         duration=duration_ms,
         loop=0,
         optimize=False,
+        **({"comment": comment.encode()} if comment else {}),
     )
     return buf.getvalue()

@@ -370,6 +370,10 @@ def _is_number(text: str) -> bool:
         return False
 
 
+# How a user names the label column: the API's form field, or the CLI's option.
+_NAME_IT = "the label_column form field (modelkiln upload --label-column NAME)"
+
+
 def _find_label(columns: list[str], label_column: str | None) -> int:
     lowered = [c.lower() for c in columns]
     listed = ", ".join(repr(c) for c in columns)
@@ -384,13 +388,11 @@ def _find_label(columns: list[str], label_column: str | None) -> int:
         wanted = ", ".join(repr(n) for n in LABEL_COLUMNS)
         raise DatasetError(
             f"no label column: looked for {wanted} (any case) and the CSV columns are {listed}; "
-            "rename your label column or name it with label_column"
+            f"rename your label column or name it: {_NAME_IT}"
         )
     if len(found) > 1:
         both = ", ".join(repr(columns[i]) for i in found)
-        raise DatasetError(
-            f"several columns could be the label ({both}); say which with label_column"
-        )
+        raise DatasetError(f"several columns could be the label ({both}); say which: {_NAME_IT}")
     return found[0]
 
 

@@ -7,6 +7,8 @@ Models are read from the job's latest checkpoint (even mid-training) through the
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -44,6 +46,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 PNG, GIF, NPY = "image/png", "image/gif", "application/octet-stream"
 REFERENCE_POINTS = 2000  # real points drawn under a 2-D scatter of samples
+PROGRESS_DIR = "progress"  # the per-epoch grids a GAN writes in its run directory
+PROGRESS_GIF = "progress.gif"  # their animation, cached beside them
 
 
 def _model(job: JobRecord, models: ModelCache, settings: Settings) -> LoadedModel:
@@ -123,18 +127,60 @@ def samples(
 
 @router.get(
     "/{job_id}/progress.gif",
-    responses={**ERRORS, 200: {"content": {GIF: {}}, "description": "An animated GIF."}},
+    responses={
+        **ERRORS,
+        200: {"content": {GIF: {}}, "description": "An animated GIF."},
+        304: {"description": "Unchanged since the ETag sent in If-None-Match."},
+    },
 )
-def progress_gif(job: JobDep, settings: SettingsDep) -> Response:
+def progress_gif(job: JobDep, settings: SettingsDep, request: Request) -> Response:
     """The GAN's fixed-noise grids, one per epoch so far, as an animation."""
     if job.model != ModelKind.gan:
         raise WrongModel(f"progress images come from a gan; job {job.id} is a {job.model}")
+    run_dir = settings.runs_dir / job.id
+    frames = sorted((run_dir / PROGRESS_DIR).glob("epoch_*.png"))
+    if not frames:
+        raise NotReady(f"job {job.id} has no progress images yet (one is written per epoch)")
+    key = _frames_key(frames)
+    headers = {"ETag": f'"{key}"', "Cache-Control": "no-cache"}  # revalidate every time
+    if headers["ETag"] in request.headers.get("if-none-match", "").replace(" ", "").split(","):
+        return Response(status_code=304, headers=headers)
+    return Response(_cached_gif(run_dir, frames, key), media_type=GIF, headers=headers)
+
+
+def _frames_key(frames: list[Path]) -> str:
+    """Which frames a GIF shows: their count, and the newest one's name and mtime."""
+    newest = frames[-1]
+    return f"{len(frames)}-{newest.stem}-{newest.stat().st_mtime_ns}"
+
+
+def _cached_gif(run_dir: Path, frames: list[Path], key: str) -> bytes:
+    """``run_dir/progress.gif``, rebuilt only when its frames changed (its comment is ``key``).
+
+    Rebuilding a 120-frame GIF takes most of a second; a page, or several, asking for it again
+    get the file. It is replaced atomically, so a reader never sees half a GIF.
+    """
+    from PIL import Image
+
     from ml.images import progress_gif as make_gif
 
-    paths = sorted((settings.runs_dir / job.id / "progress").glob("epoch_*.png"))
-    if not paths:
-        raise NotReady(f"job {job.id} has no progress images yet (one is written per epoch)")
-    return Response(make_gif(paths), media_type=GIF)
+    cached = run_dir / PROGRESS_GIF
+    try:
+        data = cached.read_bytes()
+        with Image.open(io.BytesIO(data)) as img:  # reads only the header
+            if img.info.get("comment") == key.encode():
+                return data
+    except (OSError, SyntaxError, ValueError):
+        pass  # missing or unreadable: build it
+    data = make_gif(frames, comment=key)
+    fd, tmp = tempfile.mkstemp(prefix=f".{PROGRESS_GIF}.", suffix=".tmp", dir=run_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, cached)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)  # a read-only or full disk: serve it uncached
+    return data
 
 
 _PREDICT_BODY = {

@@ -443,9 +443,9 @@ function renderJobs(jobs) {
       el("td", { title: job.name ? `${job.name} (${job.id})` : job.id },
         el("span", { class: "jid", text: job.id.slice(0, 8) }),
         job.name ? el("div", { class: "jname", text: job.name }) : ""),
-      el("td", { text: job.model }),
-      el("td", { text: job.dataset }),
-      el("td", {}, badge(job.status)),
+      el("td", { title: job.model, text: job.model }),
+      el("td", { title: job.dataset, text: job.dataset }),
+      el("td", { title: job.status }, badge(job.status)),
       el("td", { title: `step ${job.step}/${job.total_steps} · epoch ${job.epoch}` },
         el("span", { class: "mini" }, el("div", { style: `width:${pct}%` })), ` ${pct}%`),
       el("td", { title: job.created_at, text: age(job.created_at) }));
@@ -468,6 +468,8 @@ function closeView() {
   view.closed = true;
   view.es?.close();
   clearTimeout(view.retryTimer);
+  const images = view.images;
+  if (images) for (const t of [images.timer, images.settle, images.retry]) clearTimeout(t);
   view = null;
 }
 
@@ -480,7 +482,7 @@ function showPlaceholder() {
 async function openJob(id) {
   closeView();
   const v = { id, job: null, charts: [], chartByKey: new Map(), es: null, lastSeq: 0, epoch: 0,
-    step: 0, sampleSeed: 7, sampleVersion: null, closed: false, lastImageAt: 0 };
+    step: 0, sampleSeed: 7, sampleVersion: null, closed: false, images: null };
   view = v;
   $("#placeholder").hidden = true;
   $("#job-view").hidden = true;
@@ -495,6 +497,7 @@ async function openJob(id) {
   }
   if (view !== v) return;
   v.job = job;
+  v.images = newImageState(job);
   $("#job-view").hidden = false;
   $("#job-error").hidden = true;
   $("#predict-out").hidden = true;
@@ -569,6 +572,7 @@ function follow(v) {
       if (seq <= v.lastSeq) return false;
       v.lastSeq = seq;
     }
+    settling(v);
     return true;
   };
   const parse = (e) => { try { return JSON.parse(e.data); } catch { return {}; } };
@@ -576,7 +580,7 @@ function follow(v) {
   es.addEventListener("metrics", (e) => { if (fresh(e)) onMetrics(v, parse(e)); });
   es.addEventListener("status", (e) => { if (fresh(e)) onStatus(v, parse(e)); });
   for (const kind of ["checkpoint", "progress_image"]) {
-    es.addEventListener(kind, (e) => { if (fresh(e)) refreshImages(v, true); });
+    es.addEventListener(kind, (e) => { if (fresh(e)) imagesChanged(v, parse(e).step); });
   }
   es.addEventListener("end", (e) => {
     fresh(e);
@@ -584,7 +588,7 @@ function follow(v) {
     setStreamState("finished", "");
     onStatus(v, parse(e));
     refreshJobs();
-    refreshImages(v, true);
+    caughtUp(v);
   });
   es.onerror = () => {
     if (v.closed || es !== v.es) return;
@@ -615,7 +619,8 @@ function onMetrics(v, d) {
     if (v.job.status === "queued") v.job.status = "running";
     scheduleJobRender(v);
   }
-  if (newEpoch) refreshImages(v, false);
+  if (newEpoch) imagesChanged(v, step);
+  else if (step > (v.images?.replayUntil ?? 0)) caughtUp(v);
 }
 
 function extraChart(v, key) {
@@ -650,39 +655,84 @@ function scheduleJobRender(v) {
   requestAnimationFrame(() => { v.renderPending = false; if (!v.closed) updateJob(v.job); });
 }
 
-// GAN images: the samples grid and the progress animation, reloaded at most every 2 s as
-// training writes new checkpoints; "New seed" draws a different batch from the same model.
+// GAN images: the samples grid and the progress animation. Opening a job replays its whole
+// history, hundreds of checkpoint / progress_image events in a second, so events only mark the
+// images stale: nothing is loaded until the replay has caught up (an event past the step the
+// job had when the page opened, the stream's end, or a lull of IMAGE_SETTLE_MS), and then at
+// most one load is in flight and loads start at least IMAGE_GAP_MS apart. "New seed" skips the
+// gap but still waits for a load in flight.
+const IMAGE_GAP_MS = 2000;
+const IMAGE_SETTLE_MS = 500;
+const IMAGE_RETRY_MS = 3000;
+
+function newImageState(job) {
+  return { replayUntil: job.step || 0, live: false, stale: (job.step || 0) > 0, inFlight: 0,
+    force: false, lastAt: 0, timer: null, settle: null, retry: null };
+}
+
+function imagesChanged(v, step) {
+  if (v.closed || !v.images) return;
+  v.images.stale = true;
+  if ((step ?? 0) > v.images.replayUntil) caughtUp(v);
+}
+
+function settling(v) {
+  const s = v.images;
+  if (!s || s.live) return;
+  clearTimeout(s.settle);
+  s.settle = setTimeout(() => caughtUp(v), IMAGE_SETTLE_MS);
+}
+
+function caughtUp(v) {
+  if (v.closed || !v.images) return;
+  v.images.live = true;
+  clearTimeout(v.images.settle);
+  refreshImages(v, false);
+}
+
 function refreshImages(v, force) {
-  if (v.closed || v.job?.model !== "gan") return;
-  const now = Date.now();
-  if (!force && now - v.lastImageAt < 2000) {
-    clearTimeout(v.imageTimer);
-    v.imageTimer = setTimeout(() => refreshImages(v, true), 2000);
+  const s = v.images;
+  if (v.closed || !s || v.job?.model !== "gan") return;
+  if (force) { s.force = true; s.stale = true; clearTimeout(s.timer); s.timer = null; }
+  if (!s.stale || !(s.live || s.force) || s.inFlight || s.timer) return;
+  const wait = s.force ? 0 : s.lastAt + IMAGE_GAP_MS - Date.now();
+  if (wait > 0) {
+    s.timer = setTimeout(() => { s.timer = null; refreshImages(v, false); }, wait);
     return;
   }
-  v.lastImageAt = now;
-  const version = `${v.step}-${now}`;
+  s.stale = false;
+  s.force = false;
+  s.lastAt = Date.now();
+  s.inFlight = 2;
+  const version = `${v.step}-${s.lastAt}`;
+  const done = (ok) => {
+    s.inFlight -= 1;
+    if (!ok && !TERMINAL.has(v.job?.status) && !s.retry) {
+      // No checkpoint or progress frame yet: look again in a while.
+      s.retry = setTimeout(() => { s.retry = null; s.stale = true; refreshImages(v, false); }, IMAGE_RETRY_MS);
+    }
+    if (!s.inFlight) refreshImages(v, false); // anything that arrived meanwhile
+  };
   loadImage(v, $("#samples-img"), $("#samples-note"),
-    `/v1/jobs/${v.id}/samples?n=64&nrow=8&seed=${v.sampleSeed}&format=png&v=${version}`, "no checkpoint yet");
-  loadImage(v, $("#progress-img"), $("#progress-note"), `/v1/jobs/${v.id}/progress.gif?v=${version}`, "after the first epoch");
+    `/v1/jobs/${v.id}/samples?n=64&nrow=8&seed=${v.sampleSeed}&format=png&v=${version}`, "no checkpoint yet", done);
+  loadImage(v, $("#progress-img"), $("#progress-note"), `/v1/jobs/${v.id}/progress.gif?v=${version}`,
+    "after the first epoch", done);
   $("#sample-caption").textContent = `seed ${v.sampleSeed} · step ${v.step}`;
 }
 
-function loadImage(v, img, note, src, waiting) {
+function loadImage(v, img, note, src, waiting, done) {
   const probe = new Image();
   probe.onload = () => {
     if (v.closed || view !== v) return;
     img.src = src;
     img.classList.remove("broken");
     note.hidden = true;
+    done(true);
   };
   probe.onerror = () => {
     if (v.closed || view !== v) return;
     if (!img.getAttribute("src")) { note.hidden = false; note.textContent = waiting; }
-    if (!TERMINAL.has(v.job?.status)) {
-      clearTimeout(v.imageTimer);
-      v.imageTimer = setTimeout(() => refreshImages(v, true), 3000);
-    }
+    done(false);
   };
   probe.src = src;
 }

@@ -120,6 +120,46 @@ def test_progress_gif(client: TestClient, settings: Settings, trained: dict[str,
     assert client.get(f"/v1/jobs/{fresh}/progress.gif").status_code == 409
 
 
+def test_progress_gif_is_cached_until_a_new_frame_arrives(
+    client: TestClient,
+    settings: Settings,
+    trained: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ml.images
+
+    builds: list[int] = []
+    real = ml.images.progress_gif
+
+    def counting(paths: list[Path], *args: object, **kwargs: object) -> bytes:
+        builds.append(len(paths))
+        return real(paths, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ml.images, "progress_gif", counting)
+    job_id = job_with_run(client, settings, trained, "gan")
+    url = f"/v1/jobs/{job_id}/progress.gif"
+    first, second = client.get(url), client.get(url)
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content and builds == [2]
+    assert first.headers["cache-control"] == "no-cache"
+    assert first.headers["etag"] == second.headers["etag"]
+    assert (settings.runs_dir / job_id / "progress.gif").read_bytes() == first.content
+    # A browser revalidating with the ETag gets 304 and no body.
+    again = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b"" and builds == [2]
+
+    # The next epoch's frame: rebuilt once, with three frames, then cached again.
+    progress = settings.runs_dir / job_id / "progress"
+    shutil.copyfile(progress / "epoch_0002.png", progress / "epoch_0003.png")
+    third, fourth = client.get(url), client.get(url)
+    assert builds == [2, 3] and third.content == fourth.content != first.content
+    assert Image.open(io.BytesIO(third.content)).n_frames == 3
+    assert third.headers["etag"] != first.headers["etag"]
+    stale = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    assert stale.status_code == 200 and stale.content == third.content
+    assert not list((settings.runs_dir / job_id).glob(".progress.gif.*"))  # no temp files left
+
+
 def test_predict_neuron_json(
     client: TestClient, settings: Settings, trained: dict[str, Path]
 ) -> None:

@@ -213,6 +213,22 @@ def test_upload_then_datasets_lists_it(cli: Cli, tmp_path: Path) -> None:
     assert re.search(rf"my-points +{upload_id}", listing.stdout), listing.stdout
 
 
+def test_upload_names_an_unusual_label_column(cli: Cli, server: LiveServer, tmp_path: Path) -> None:
+    data = tmp_path / "flowers.csv"
+    rows = ["petal,sepal,species"] + [f"{i % 7},{(i * 3) % 5},{'ab'[i % 2]}" for i in range(60)]
+    data.write_text("\n".join(rows) + "\n")
+
+    # Without it: one line that says how to name it, in the CLI's own terms too.
+    assert_one_line_error(cli("upload", str(data)), 1, "no label column", "--label-column")
+
+    up = cli("upload", str(data), "--label-column", "species")
+    assert up.code == 0, up.stderr
+    upload_id = up.stdout.strip()
+    listed = httpx.get(f"{server.url}/v1/datasets", timeout=10).json()
+    record = next(d for d in listed["data"] if d.get("id") == upload_id)
+    assert record["class_names"] == ["a", "b"], record
+
+
 def test_upload_of_a_missing_file_is_one_line(cli: Cli) -> None:
     assert_one_line_error(cli("upload", "no-such-file.csv"), 2, "no such file")
 

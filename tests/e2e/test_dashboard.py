@@ -224,3 +224,93 @@ def test_the_job_page_keeps_following_across_a_server_restart(
     page.wait_for_function("location.hash === '#/'")
     page.wait_for_selector(f"#jobs-table tr[data-job='{job_id}']", state="detached")
     assert httpx.get(f"{server.url}/v1/jobs/{job_id}").status_code == 404
+
+
+# -- a finished long GAN, opened afterwards; the job list at a laptop-sized viewport ----------
+
+LONG_GAN = {
+    "model": "gan",
+    "dataset": {"name": "digits"},
+    # 1437 training images in batches of 1024: two steps an epoch, so 120 epochs (and 120
+    # checkpoint + 120 progress_image events to replay) take a few seconds on a CPU.
+    "hyperparams": {"epochs": 120, "batch_size": 1024, "hidden": 16, "latent_dim": 8},
+}
+
+
+def wait_job(server: LiveServer, job_id: str, status: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] == status:
+            return
+        assert time.monotonic() < deadline, f"job {job_id} is still {job['status']}"
+        time.sleep(0.3)
+
+
+def test_opening_a_finished_long_gan_loads_its_images_a_few_times_not_per_event(
+    page: Any, server: LiveServer
+) -> None:
+    response = httpx.post(f"{server.url}/v1/jobs", json=LONG_GAN, timeout=10)
+    response.raise_for_status()
+    job_id = response.json()["id"]
+    wait_job(server, job_id, "succeeded")
+    gifs: list[str] = []
+    samples: list[str] = []
+
+    def count(request: Any) -> None:
+        if f"/v1/jobs/{job_id}/progress.gif" in request.url:
+            gifs.append(request.url)
+        elif f"/v1/jobs/{job_id}/samples" in request.url:
+            samples.append(request.url)
+
+    page.on("request", count)
+    page.evaluate("(id) => { location.hash = `#/jobs/${id}`; }", job_id)
+    wait_status(page, "succeeded", timeout_s=30)
+    wait_image(page, "#samples-img", timeout_s=30)
+    wait_image(page, "#progress-img", timeout_s=30)
+    time.sleep(8)  # the whole history is replayed well within this
+    page.remove_listener("request", count)
+    assert 1 <= len(gifs) <= 3, gifs
+    assert 1 <= len(samples) <= 3, samples
+
+
+def test_the_job_list_fits_its_panel_with_a_long_upload_name(page: Any, server: LiveServer) -> None:
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(60)]
+    upload = httpx.post(
+        f"{server.url}/v1/datasets",
+        files={"file": ("points.csv", ("\n".join(rows) + "\n").encode(), "text/csv")},
+        data={"name": "a-rather-long-dataset-name-from-a-user"},
+        timeout=30,
+    )
+    upload.raise_for_status()
+    body = {
+        "model": "neuron",
+        "name": "a job with a long descriptive name that will not fit",
+        "dataset": {"id": upload.json()["id"]},
+        "hyperparams": {"epochs": 1},
+    }
+    job = httpx.post(f"{server.url}/v1/jobs", json=body, timeout=10)
+    job.raise_for_status()
+    job_id = job.json()["id"]
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    try:
+        row = page.locator(f"#jobs-table tr[data-job='{job_id}']")
+        row.wait_for(timeout=15_000)
+        assert "upload:" in row.inner_text()
+        panel = page.locator("#jobs-table").locator("xpath=ancestor::*[contains(@class,'card')][1]")
+        panel_box = panel.bounding_box()
+        age_box = row.locator("td").last.bounding_box()
+        assert panel_box and age_box
+        assert age_box["x"] >= panel_box["x"]
+        assert age_box["x"] + age_box["width"] <= panel_box["x"] + panel_box["width"], (
+            age_box,
+            panel_box,
+        )
+        widths = panel.evaluate("(p) => [p.scrollWidth, p.clientWidth]")
+        assert widths[0] <= widths[1], widths
+        # A clipped cell still says all of itself on hover.
+        dataset_cell = row.locator("td").nth(2)
+        assert dataset_cell.get_attribute("title") == f"upload:{upload.json()['id']}"
+        screenshot(page, "dashboard-jobs-list.png")
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 980})
