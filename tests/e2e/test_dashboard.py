@@ -3,7 +3,7 @@
 A live embedded server (``modelkiln serve``: API + worker) in a subprocess; the browser opens
 ``/``, submits a small GAN job from the form, and watches its loss curves and samples arrive
 over Server-Sent Events — including across a restart of the server. Screenshots go to
-``test-output/`` (and one is copied to ``docs/dashboard.png`` for the README).
+``test-output/`` (the README's ``docs/dashboard*.png`` are copies of them, made by hand).
 
 Needs ``/usr/bin/chromium`` (``apt-get update && apt-get install -y chromium``); nothing is
 downloaded from a browser vendor. Under ``CI=true`` a missing browser fails the test instead of
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,10 +187,7 @@ def test_submit_a_gan_and_watch_it_learn(page: Any, server: LiveServer) -> None:
         timeout=30_000,
     )
     time.sleep(0.5)  # let the canvas settle for the picture
-    final = screenshot(page, "dashboard.png")
-    docs = REPO / "docs"
-    if docs.is_dir():
-        shutil.copyfile(final, docs / "dashboard.png")
+    screenshot(page, "dashboard.png")  # the README's docs/dashboard*.png are copies of these
 
 
 def test_the_job_page_keeps_following_across_a_server_restart(
