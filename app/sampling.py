@@ -7,31 +7,29 @@ and :mod:`ml.inference` are imported on first use, so the API starts without the
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ml import layout
+
 if TYPE_CHECKING:
     from ml.inference import LoadedModel
 
-CONFIG = "config.json"  # the file ml.checkpoint writes last-renamed into place with the rest
-
 
 def checkpoint_dir(runs_dir: Path, job_id: str) -> Path:
-    return runs_dir / job_id / "checkpoint"
+    return layout.checkpoint_dir(runs_dir / job_id)
 
 
 def checkpoint_version(directory: Path) -> tuple[int, int] | None:
     """``(step, mtime_ns)`` of the checkpoint in ``directory``, or None if there is none."""
-    path = directory / CONFIG
     try:
-        stat = path.stat()
-        step = int(json.loads(path.read_text()).get("step", 0))
-    except (OSError, ValueError, AttributeError):
+        mtime_ns = (directory / layout.CONFIG).stat().st_mtime_ns
+    except OSError:
         return None
-    return step, stat.st_mtime_ns
+    step = layout.saved_step(directory)
+    return None if step is None else (step, mtime_ns)
 
 
 class ModelCache:

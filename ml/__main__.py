@@ -508,10 +508,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from ml.device import resolve_device
     from ml.images import samples_png
     from ml.inference import load_model
+    from ml.layout import checkpoint_dir
 
     folder = Path(args.checkpoint)
-    if not ckpt_io.exists(folder) and ckpt_io.exists(folder / "checkpoint"):
-        folder = folder / "checkpoint"
+    if not ckpt_io.exists(folder) and ckpt_io.exists(checkpoint_dir(folder)):
+        folder = checkpoint_dir(folder)  # a run directory was given
     model = load_model(folder, resolve_device(args.device))
     if model.kind != "gan":
         raise UsageError(

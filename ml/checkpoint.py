@@ -27,11 +27,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ml.errors import CheckpointError
+from ml.layout import CONFIG, STATE, WEIGHTS
 
 FORMAT = 1
-WEIGHTS = "weights.safetensors"
-STATE = "state.safetensors"
-CONFIG = "config.json"
 
 
 @dataclass

@@ -27,8 +27,8 @@ import torch
 from ml import checkpoint as ckpt_io
 from ml.errors import NonFiniteLossError
 from ml.events import EventKind, OnEvent, ShouldStop, TrainEvent, TrainResult, TrainStatus
+from ml.layout import CHECKPOINT_DIR
 
-CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_EVERY_S = 60.0  # also checkpoint mid-epoch when an epoch is long
 
 

@@ -18,7 +18,6 @@ no gap and no duplicate.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -29,14 +28,13 @@ from pathlib import Path
 
 from app.settings import Settings
 from app.store import EventIn, JobStatus, JobStore
+from ml import layout
 from ml.errors import MLError
 from ml.events import TrainEvent, TrainResult, TrainStatus
 from ml.specs import AnySpec
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoint"  # ml.loop.CHECKPOINT_DIR (not imported: that module loads torch)
-CHECKPOINT_CONFIG = "config.json"  # ml.checkpoint.CONFIG
 
 Resend = Callable[[str, str], None]  # (job_id, queue): put a fresh "jobs.run" on the queue
 
@@ -162,11 +160,7 @@ class EventSink:
 
 def checkpoint_step(run_dir: Path) -> int:
     """The step of the checkpoint in ``run_dir`` (0 if there is none or it is unreadable)."""
-    try:
-        config = json.loads((run_dir / CHECKPOINT_DIR / CHECKPOINT_CONFIG).read_text())
-        return int(config["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+    return layout.saved_step(layout.checkpoint_dir(run_dir)) or 0
 
 
 def device_label(requested: str) -> str:

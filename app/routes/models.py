@@ -32,6 +32,7 @@ from app.schemas import (
 )
 from app.settings import Settings
 from app.store import JobRecord
+from ml import layout
 from ml.errors import CheckpointError, DatasetError
 from ml.specs import ModelKind
 
@@ -314,7 +315,7 @@ def checkpoint(
 ) -> Response:
     """The trained weights (safetensors; the JSON config in its metadata) or the config."""
     directory = checkpoint_dir(settings.runs_dir, job.id)
-    name = "config.json" if part == "config" else "weights.safetensors"
+    name = layout.CONFIG if part == "config" else layout.WEIGHTS
     for _ in range(3):  # read whole: a checkpoint replaced mid-download is retried
         try:
             data = (directory / name).read_bytes()
