@@ -290,11 +290,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     resolve_device(spec.device)  # fail on a missing GPU before printing anything
     set_cpu_threads(args.threads)
     console = Console(highlight=False, soft_wrap=True)
-    console.print(
+    header = (
         f"training {spec.model.value} on {args.dataset} "
         f"({', '.join(f'{k}={v}' for k, v in spec.hyperparams.model_dump(mode='json').items())})"
     )
-    result, elapsed = _run_with_progress(spec, console, out, args.resume, uploads_dir, data_dir)
+    result, elapsed = _run_with_progress(
+        spec, console, header, out, args.resume, uploads_dir, data_dir
+    )
     console.print(
         f"{result.status.value}: {result.step}/{result.total_steps} steps, epoch {result.epoch}, "
         f"on {result.device} in {elapsed:.1f}s"
@@ -364,6 +366,7 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
 def _run_with_progress(
     spec: Any,
     console: Any,
+    header: str,
     out: Path,
     resume: bool,
     uploads_dir: Path | None,
@@ -390,7 +393,7 @@ def _run_with_progress(
         console=console,
         disable=not console.is_terminal,  # in a log or a pipe the epoch lines say it all
     )
-    reporter = _Reporter(progress, spec.hyperparams.epochs)
+    reporter = _Reporter(progress, spec.hyperparams.epochs, header)
     stop = _StopOnInterrupt(console)
     start = time.monotonic()
     with progress, stop:
@@ -408,11 +411,16 @@ def _run_with_progress(
 
 
 class _Reporter:
-    """``on_event``: moves the bar each step, prints each epoch's mean losses and validation."""
+    """``on_event``: moves the bar each step, prints each epoch's mean losses and validation.
 
-    def __init__(self, progress: Any, epochs: int) -> None:
+    ``header`` is printed at the first step, once the data and the model have passed their
+    checks: a run refused for its data says only why.
+    """
+
+    def __init__(self, progress: Any, epochs: int, header: str) -> None:
         self.progress = progress
         self.epochs = epochs
+        self.header = header
         self.task: Any = None
         self.epoch = 0
         self.sums: dict[str, float] = {}
@@ -423,6 +431,7 @@ class _Reporter:
         if event.kind.value != "metrics":
             return
         if self.task is None:
+            self.progress.console.print(self.header)
             self.task = self.progress.add_task("", total=event.total_steps, metrics="")
         if event.epoch != self.epoch:
             self.flush()

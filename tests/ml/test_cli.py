@@ -120,6 +120,18 @@ def test_bad_csv_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     ]
 
 
+def test_a_model_refusing_its_data_says_only_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "neuron", "--dataset", "digits", "--out", str(tmp_path / "r")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no "training neuron on digits ..." for a run that never starts
+    assert captured.err.strip().splitlines() == [
+        "error: the neuron needs tabular or 2-D points data, but 'digits' is image data; use "
+        "the cnn for images"
+    ]
+
+
 # --- real runs --------------------------------------------------------------------------------
 
 
