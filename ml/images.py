@@ -7,7 +7,8 @@ plotting stack. Every function returns PNG/GIF *bytes*; callers decide where the
   small images (8×8 digits) with nearest-neighbour so each cell is at least ~32 px wide.
 * :func:`scatter_png` plots ``(n, 2)`` points, the real data drawn lightly underneath.
 * :func:`samples_png` picks one of the two from the array's shape.
-* :func:`progress_gif` animates the per-epoch grids written during training.
+* :func:`progress_gif` animates the per-epoch grids written during training;
+  :func:`pick_frames` thins a long run's grids to evenly spaced ones first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -26,6 +28,8 @@ _SAMPLE_RGB = (214, 39, 40)  # samples: red
 _REFERENCE_RGB = (170, 190, 225)  # real data: light blue
 _FRAME_RGB = (200, 200, 200)
 _PROGRESS_BAR_PX = 4
+
+T = TypeVar("T")
 
 
 def _png(img: Image.Image) -> bytes:
@@ -141,6 +145,20 @@ def samples_png(
     if samples.ndim == 2 and samples.shape[1] == 2:
         return scatter_png(samples, reference=reference)
     raise ValueError(f"cannot draw samples of shape {samples.shape}: need images or 2-D points")
+
+
+def pick_frames(items: Sequence[T], max_frames: int) -> list[T]:
+    """At most ``max_frames`` of ``items``, evenly spaced, always the first and the last.
+
+    A 5,000-epoch GAN writes 5,000 progress grids; an animation of all of them would weigh
+    about 150 MB (some 30 KB a digits frame) and take most of a minute to build.
+    """
+    n = len(items)
+    if n <= max_frames:
+        return list(items)
+    if max_frames < 2:
+        return list(items[-1:]) if max_frames == 1 else []
+    return [items[round(k * (n - 1) / (max_frames - 1))] for k in range(max_frames)]
 
 
 def progress_gif(

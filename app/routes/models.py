@@ -49,6 +49,7 @@ PNG, GIF, NPY = "image/png", "image/gif", "application/octet-stream"
 REFERENCE_POINTS = 2000  # real points drawn under a 2-D scatter of samples
 PROGRESS_DIR = "progress"  # the per-epoch grids a GAN writes in its run directory
 PROGRESS_GIF = "progress.gif"  # their animation, cached beside them
+MAX_GIF_FRAMES = 60  # a long run's animation shows this many of its grids, evenly spaced
 
 
 def _model(job: JobRecord, models: ModelCache, settings: Settings) -> LoadedModel:
@@ -135,7 +136,8 @@ def samples(
     },
 )
 def progress_gif(job: JobDep, settings: SettingsDep, request: Request) -> Response:
-    """The GAN's fixed-noise grids, one per epoch so far, as an animation."""
+    """The GAN's fixed-noise grids, one per epoch so far, as an animation (at most
+    ``MAX_GIF_FRAMES`` of them, evenly spaced, the first and the latest always among them)."""
     if job.model != ModelKind.gan:
         raise WrongModel(f"progress images come from a gan; job {job.id} is a {job.model}")
     run_dir = settings.runs_dir / job.id
@@ -143,6 +145,9 @@ def progress_gif(job: JobDep, settings: SettingsDep, request: Request) -> Respon
     if not frames:
         raise NotReady(f"job {job.id} has no progress images yet (one is written per epoch)")
     key = _frames_key(frames)
+    from ml.images import pick_frames
+
+    frames = pick_frames(frames, MAX_GIF_FRAMES)
     headers = {"ETag": f'"{key}"', "Cache-Control": "no-cache"}  # revalidate every time
     if headers["ETag"] in request.headers.get("if-none-match", "").replace(" ", "").split(","):
         return Response(status_code=304, headers=headers)

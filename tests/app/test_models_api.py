@@ -160,6 +160,18 @@ def test_progress_gif_is_cached_until_a_new_frame_arrives(
     assert not list((settings.runs_dir / job_id).glob(".progress.gif.*"))  # no temp files left
 
 
+def test_progress_gif_of_a_long_run_shows_at_most_sixty_frames(
+    client: TestClient, settings: Settings, trained: dict[str, Path]
+) -> None:
+    job_id = job_with_run(client, settings, trained, "gan")
+    progress = settings.runs_dir / job_id / "progress"
+    for epoch in range(3, 201):  # as if the run had gone on to epoch 200
+        shutil.copyfile(progress / "epoch_0002.png", progress / f"epoch_{epoch:04d}.png")
+    r = client.get(f"/v1/jobs/{job_id}/progress.gif")
+    assert r.status_code == 200
+    assert Image.open(io.BytesIO(r.content)).n_frames == 60
+
+
 def test_predict_neuron_json(
     client: TestClient, settings: Settings, trained: dict[str, Path]
 ) -> None:

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.images import grid_png, grid_scale, progress_gif, samples_png, scatter_png
+from ml.images import (
+    grid_png,
+    grid_scale,
+    pick_frames,
+    progress_gif,
+    samples_png,
+    scatter_png,
+)
 
 
 def _open(data: bytes) -> Image.Image:
@@ -83,3 +90,12 @@ def test_progress_gif_one_frame_per_png_even_when_identical(tmp_path) -> None:
     assert gif.is_animated
     with pytest.raises(ValueError):
         progress_gif([])
+
+
+def test_pick_frames_spaces_them_evenly_keeping_first_and_last() -> None:
+    assert pick_frames(range(5), 10) == [0, 1, 2, 3, 4]  # few enough: all of them
+    assert pick_frames(range(10), 4) == [0, 3, 6, 9]
+    assert pick_frames(range(101), 5) == [0, 25, 50, 75, 100]
+    many = pick_frames(range(5000), 60)
+    assert len(many) == len(set(many)) == 60 and (many[0], many[-1]) == (0, 4999)
+    assert pick_frames(range(3), 1) == [2] and pick_frames(range(3), 0) == []
