@@ -18,7 +18,8 @@ One *step* (what :func:`ml.loop.run_loop` counts) is ``d_steps`` discriminator u
 on its own real batch and a fresh fake batch produced with G's graph cut (the fake batch is
 "detached": D's update must not move G), then one generator update.
 
-Stabilisers (all off by default, each a published fix for mode collapse / divergence):
+Stabilisers (each a published fix for mode collapse, divergence or noisy samples; R1 is on
+by default, γ = 1, the others off):
 
 * ``pack`` — PacGAN (Lin, Khetan, Fanti, Oh, NeurIPS 2018, §3): D judges ``pack`` samples
   concatenated into one input, so a generator that repeats itself is easy to spot.
@@ -26,6 +27,9 @@ Stabilisers (all off by default, each a published fix for mode collapse / diverg
   largest singular value (one power iteration per forward pass), so D is 1-Lipschitz.
 * ``r1_gamma`` — Mescheder, Geiger, Nowozin, ICML 2018, eq. (9): D's loss gets
   ``γ/2 · E_x[‖∇_x l(x)‖²]`` on real data, which keeps D flat on the data manifold.
+* ``g_ema`` — Yazıcı et al., ICLR 2019 ("The Unusual Effectiveness of Averaging in GAN
+  Training"): samples come from an exponential moving average of G's weights, which smooths
+  out the cycling of G around the game's equilibrium (sharper, steadier samples).
 
 Data are normalised before training (:mod:`ml.normalize`): images from ``[0, 1]`` to
 ``[−1, 1]`` (G ends in ``tanh``), points standardised (G's output is linear). Samples are
@@ -34,6 +38,7 @@ returned in data space, the normalisation inverted.
 
 from __future__ import annotations
 
+import copy
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +63,7 @@ FIXED_N_POINTS = 1024  # a scatter needs more points to show which modes are the
 REFERENCE_N = 2000  # real points drawn under the progress scatter
 G_LAYERS = 4  # hidden layers of G
 D_LAYERS = 4  # hidden layers of D (depth, not width, lets D resolve 25 sharp modes)
+G_EMA = "G_ema"  # the averaged generator's weights in a checkpoint (hp.g_ema > 0)
 # Independent streams derived from the job's seed (weight init uses torch.manual_seed(seed)).
 NOISE_SEED_OFFSET = 0x6A09E667
 FIXED_NOISE_SEED_OFFSET = 0x3C6EF372
@@ -209,6 +215,9 @@ class GANTrainer:
         self.latent_dist = LatentDist(hp.latent_dist)
 
         self.G = build_generator(hp.latent_dim, hp.hidden, self.data_dim, self.is_image).to(device)
+        # The averaged generator (hp.g_ema > 0): what samples and checkpoints show.
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if hp.g_ema > 0 else None
+        self.g_updates = 0  # G steps so far: ramps the average's decay up (see update_ema)
         self.D = build_discriminator(self.data_dim, hp.hidden, hp.pack, hp.spectral_norm).to(device)
         betas = (hp.beta1, 0.999)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=hp.lr, betas=betas)
@@ -280,8 +289,11 @@ class GANTrainer:
         for k in range(self.hp.d_steps):
             real = real_all[k * b : (k + 1) * b]  # (B, D)
             d_metrics.append(self.d_step(real, self.noise(b)))
-        # Phase 2: update G once.
+        # Phase 2: update G once (and its average).
         lg = self.g_step(self.noise(b))
+        self.g_updates += 1
+        if self.G_ema is not None:
+            self.update_ema()
         out = {name: torch.stack([m[name] for m in d_metrics]).mean() for name in d_metrics[0]}
         return {
             "d_loss": out["d_loss"],
@@ -290,12 +302,29 @@ class GANTrainer:
             "d_fake": out["d_fake"],
         }
 
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``G_ema ← β·G_ema + (1 − β)·G`` (Yazıcı et al. 2019), with
+        ``β = min(g_ema, (1 + t) / (10 + t))`` after ``t`` G updates: TensorFlow's
+        ``ExponentialMovingAverage(num_updates=t)``, so the random initial weights fade within
+        the first hundred steps instead of weighing on a short run's average."""
+        assert self.G_ema is not None
+        t = self.g_updates
+        beta = min(self.hp.g_ema, (1 + t) / (10 + t))
+        for avg, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            avg.lerp_(p, 1.0 - beta)
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that samples are drawn from: the average when there is one."""
+        return self.G_ema if self.G_ema is not None else self.G
+
     # -- epoch end: the progress picture ----------------------------------------------------------
 
     @torch.no_grad()
     def fixed_samples(self) -> np.ndarray:
         """G on the fixed noise batch, in data space (the progress grid's content)."""
-        return self._to_data(self.G(self.fixed_z))
+        return self._to_data(self.sampler(self.fixed_z))
 
     def _to_data(self, out: torch.Tensor) -> np.ndarray:
         return to_data_space(out, self.norm, self.sample_shape, self.is_image)
@@ -322,20 +351,26 @@ class GANTrainer:
     # -- checkpoint ------------------------------------------------------------------------------
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return {**ckpt_io.module_tensors("G", self.G), **ckpt_io.module_tensors("D", self.D)}
+        tensors = {**ckpt_io.module_tensors("G", self.G), **ckpt_io.module_tensors("D", self.D)}
+        if self.G_ema is not None:
+            tensors.update(ckpt_io.module_tensors(G_EMA, self.G_ema))
+        return tensors
 
     def train_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tg, mg = ckpt_io.optimizer_to_tensors("opt_g", self.opt_g)
         td, md = ckpt_io.optimizer_to_tensors("opt_d", self.opt_d)
         tensors = {**tg, **td, "noise_rng": self.noise_gen.get_state()}
-        return tensors, {"opt_g": mg, "opt_d": md}
+        return tensors, {"opt_g": mg, "opt_d": md, "g_updates": self.g_updates}
 
     def load(self, ckpt: ckpt_io.Checkpoint) -> None:
         if ckpt.config.get("model") != "gan":
             raise CheckpointError(f"checkpoint is a {ckpt.config.get('model')!r}, not a gan")
         ckpt_io.load_module("G", self.G, ckpt.weights)
         ckpt_io.load_module("D", self.D, ckpt.weights)
+        if self.G_ema is not None:
+            ckpt_io.load_module(G_EMA, self.G_ema, ckpt.weights)
         meta = ckpt.config.get("train_state", {})
+        self.g_updates = int(meta.get("g_updates", 0))
         if "opt_g" in meta:
             ckpt_io.optimizer_from_tensors("opt_g", self.opt_g, ckpt.state, meta["opt_g"])
             ckpt_io.optimizer_from_tensors("opt_d", self.opt_d, ckpt.state, meta["opt_d"])
@@ -363,6 +398,7 @@ class GANTrainer:
                 "layers": G_LAYERS,
                 "out_dim": self.data_dim,
                 "output": "tanh" if self.is_image else "linear",
+                "weights": G_EMA if self.G_ema is not None else "G",
             },
             "discriminator": {
                 "in_dim": self.data_dim,
@@ -469,6 +505,6 @@ def load_generator(ckpt: ckpt_io.Checkpoint, device: torch.device) -> GANSampler
         raise CheckpointError(
             f"checkpoint config does not describe a GAN generator: {exc}"
         ) from exc
-    ckpt_io.load_module("G", net, ckpt.weights)
+    ckpt_io.load_module(str(cfg["generator"].get("weights", "G")), net, ckpt.weights)
     net.to(device).eval()
     return sampler

@@ -132,6 +132,14 @@ class GANHyperparams(_Common):
         le=100,
         description="R1 gradient penalty weight on real data (Mescheder et al. 2018); 0 = off.",
     )
+    g_ema: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Decay of an exponential moving average of G's weights (Yazıcı et al. "
+        "2019), e.g. 0.999; samples, progress grids and the checkpoint's generator use the "
+        "average. 0 = off.",
+    )
 
     @model_validator(mode="after")
     def _pack_divides_batch(self) -> GANHyperparams:
