@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from bench import event_logging, store_append
+from bench import event_logging, job_throughput, store_append
 
 
 def main() -> None:
     event_logging.main()
     print()
     store_append.main([])
+    print()
+    job_throughput.main([])
 
 
 if __name__ == "__main__":

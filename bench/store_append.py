@@ -6,7 +6,8 @@ flushes). Each batch size is written ``REPEATS``-ish times to a fresh job on a r
 store (the embedded mode's) and, with ``--pg URL``, to PostgreSQL; the figure is CPU time of
 the calling thread (``time.thread_time``: the Python work and the driver's, not the wait for
 the database server), so it is steady on a busy machine. Events look like a GAN step's:
-four float metrics.
+four float metrics. On PostgreSQL it also reports what an event costs on disk: the
+``job_events`` table with its index and TOAST (``pg_total_relation_size``) over its rows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+
+from sqlalchemy import text
 
 from app.db import create_engine_for, migrate
 from app.settings import Settings
@@ -54,6 +57,15 @@ def measure(store: JobStore) -> list[tuple[int, float]]:
     return rows
 
 
+def disk_bytes_per_event(store: JobStore) -> float:
+    """PostgreSQL: bytes on disk per stored event (heap, index and TOAST of ``job_events``)."""
+    with store.engine.connect() as conn:
+        size, rows = conn.execute(
+            text("SELECT pg_total_relation_size('job_events'), count(*) FROM job_events")
+        ).one()
+    return float(size) / max(1, int(rows))
+
+
 def table(results: dict[str, list[tuple[int, float]]]) -> str:
     head = "store       batch   cpu µs/call   cpu µs/event"
     lines = ["append_events: CPU of the calling thread (time.thread_time)", head, "-" * len(head)]
@@ -68,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg", help="also measure on this PostgreSQL database (SQLAlchemy URL)")
     args = parser.parse_args(argv)
     results = {}
+    disk: float | None = None
     with tempfile.TemporaryDirectory() as tmp:
         urls = {"sqlite": f"sqlite:///{Path(tmp) / 'store.db'}"}
         if args.pg:
@@ -78,9 +91,13 @@ def main(argv: list[str] | None = None) -> None:
             store = JobStore(create_engine_for(settings))
             try:
                 results[backend] = measure(store)
+                if backend == "postgresql":
+                    disk = disk_bytes_per_event(store)
             finally:
                 store.engine.dispose()
     print(table(results))
+    if disk is not None:
+        print(f"postgresql: {disk:.0f} bytes on disk per event (job_events, index included)")
 
 
 if __name__ == "__main__":
