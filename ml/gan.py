@@ -18,8 +18,8 @@ One *step* (what :func:`ml.loop.run_loop` counts) is ``d_steps`` discriminator u
 on its own real batch and a fresh fake batch produced with G's graph cut (the fake batch is
 "detached": D's update must not move G), then one generator update.
 
-Stabilisers (each a published fix for mode collapse, divergence or noisy samples; R1 is on
-by default, γ = 1, the others off):
+Stabilisers (each a published fix for mode collapse, divergence or noisy samples; R1 and the
+weight average are on by default, γ = 1 and decay 0.99, the others off):
 
 * ``pack`` — PacGAN (Lin, Khetan, Fanti, Oh, NeurIPS 2018, §3): D judges ``pack`` samples
   concatenated into one input, so a generator that repeats itself is easy to spot.

@@ -133,12 +133,12 @@ class GANHyperparams(_Common):
         description="R1 gradient penalty weight on real data (Mescheder et al. 2018); 0 = off.",
     )
     g_ema: float = Field(
-        default=0.0,
+        default=0.99,
         ge=0,
         lt=1,
         description="Decay of an exponential moving average of G's weights (Yazıcı et al. "
-        "2019), e.g. 0.999; samples, progress grids and the checkpoint's generator use the "
-        "average. 0 = off.",
+        "2019); samples, progress grids and the checkpoint's generator use the average. "
+        "0 = off (samples from G itself).",
     )
 
     @model_validator(mode="after")
