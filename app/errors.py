@@ -137,7 +137,22 @@ def _plain_message(err: dict[str, Any]) -> str:
         return f"{ctx.get('discriminator')} must be one of {expected}; got {ctx.get('tag')!r}"
     if err.get("type") == "union_tag_not_found":  # the discriminator field is missing
         return f"{ctx.get('discriminator')} is required"
+    if err.get("type") == "json_invalid":  # loc is ("body", character offset)
+        where = err.get("loc", ())[1:]
+        at = f" at character {where[0]}" if where else ""
+        return f"the body is not valid JSON: {ctx.get('error', 'decode error')}{at}"
     return str(err.get("msg", ""))
+
+
+def _reworded(err: dict[str, Any]) -> dict[str, Any]:
+    """``err`` with its plain message; a JSON syntax error is located at the body itself (its
+    character offset, which pydantic puts in ``loc``, goes into the message)."""
+    loc = tuple(err.get("loc", ()))
+    return {
+        **err,
+        "msg": _plain_message(err),
+        "loc": loc[:1] if err.get("type") == "json_invalid" else loc,
+    }
 
 
 def _flatten(errors: Any) -> str:
@@ -150,7 +165,7 @@ def _flatten(errors: Any) -> str:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{**e, "msg": _plain_message(e)} for e in exc.errors()]
+    errors = [_reworded(e) for e in exc.errors()]
     body = error_body("invalid", _flatten(errors))
     # The structured list too, for programs (ctx may hold exceptions: make it JSON-safe).
     body["errors"] = jsonable_encoder(

@@ -109,6 +109,19 @@ def test_garbage_never_500(
     assert body["detail"]
 
 
+def test_a_json_syntax_error_says_what_and_where(client: TestClient) -> None:
+    r = client.post(
+        "/v1/jobs", content=b'{"model": "gan",', headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+    body = r.json()
+    assert body["detail"] == (
+        "body: the body is not valid JSON: Expecting property name enclosed in double quotes"
+        " at character 16"
+    )
+    assert body["errors"][0]["loc"] == ["body"] and body["errors"][0]["type"] == "json_invalid"
+
+
 def test_predict_on_a_job_without_checkpoint_is_409(client: TestClient, job_id: str) -> None:
     r = client.post(f"/v1/jobs/{job_id}/predict", json={"inputs": [[1.0, 2.0]]})
     assert r.status_code == 409 and r.json()["error"] == "no_checkpoint"
