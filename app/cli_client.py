@@ -409,7 +409,8 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Shortcut for --set lr=X.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seeds init, split and noise.")] = None,
     device: Annotated[
-        DeviceChoice, typer.Option(help="Where to train; auto picks CUDA if present.")
+        DeviceChoice,
+        typer.Option(help="Where to train; auto: CUDA if the worker that takes it has a GPU."),
     ] = DeviceChoice.auto,
     name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
     follow: Annotated[

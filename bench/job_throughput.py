@@ -172,8 +172,8 @@ def measure(
 def table(rows: Sequence[Row], cpu_threads: int | None) -> str:
     threads = cpu_threads or "the worker's default, 1"
     lines = [
-        "job throughput: the example jobs on digits through modelkiln api + one modelkiln "
-        f"worker per device (embedded store), one at a time; cpu torch threads: {threads}",
+        "job throughput: the example jobs on digits through the API and one worker per "
+        f"device (embedded store), one at a time; cpu torch threads: {threads}",
         f"{'job':<6} {'device':<8} {'steps':>6} {'wall s':>7} {'steps/s':>8} "
         f"{'ms/step':>8}  final metrics",
     ]

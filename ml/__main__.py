@@ -146,7 +146,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--device",
         choices=[d.value for d in DeviceChoice],
-        help="auto picks CUDA if present (default auto)",
+        help="auto: CUDA if this machine has a GPU, else the CPU (default auto)",
     )
     run.add_argument(
         "--resume", action="store_true", help="continue from DIR/checkpoint if there is one"
