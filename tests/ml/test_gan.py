@@ -188,6 +188,28 @@ def test_a_checkpoint_samples_from_the_average_or_from_g(
             assert not torch.equal(tensor, ckpt.weights[f"G.{name}"]), name
 
 
+def test_a_checkpoint_without_an_average_resumes_with_one_started_at_g(tmp_path: Path) -> None:
+    """A job queued before g_ema existed (its stored spec lacks it, so it gets the default)
+    resumes from a checkpoint that holds no average: the average starts at G's weights."""
+    steps = {"n": 0}
+
+    def stop_at_17() -> bool:
+        steps["n"] += 1
+        return steps["n"] == 17
+
+    train(_spec(epochs=2, g_ema=0.0), should_stop=stop_at_17, run_dir=tmp_path)
+    old = ckpt_io.load(tmp_path / CHECKPOINT_DIR)
+    assert not any(k.startswith("G_ema.") for k in old.weights)
+    tr = _trainer(epochs=2, g_ema=0.99)
+    tr.load(old)
+    assert tr.G_ema is not None
+    for avg, g in zip(tr.G_ema.parameters(), tr.G.parameters(), strict=True):
+        assert torch.equal(avg, g)
+    res = train(_spec(epochs=2, g_ema=0.99), run_dir=tmp_path, resume=True)
+    assert res.status.value == "completed" and res.step == 100
+    assert ckpt_io.load(res.checkpoint).config["generator"]["weights"] == "G_ema"
+
+
 @pytest.mark.parametrize("options", [{"pack": 4}, {"spectral_norm": True}, {"r1_gamma": 1.0}])
 def test_stabilisers_train_and_resume(options: dict[str, object], tmp_path: Path) -> None:
     spec = _spec(epochs=1, batch_size=32, **options)
