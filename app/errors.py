@@ -137,22 +137,18 @@ def _plain_message(err: dict[str, Any]) -> str:
         return f"{ctx.get('discriminator')} must be one of {expected}; got {ctx.get('tag')!r}"
     if err.get("type") == "union_tag_not_found":  # the discriminator field is missing
         return f"{ctx.get('discriminator')} is required"
-    if err.get("type") == "json_invalid":  # loc is ("body", character offset)
-        where = err.get("loc", ())[1:]
-        at = f" at character {where[0]}" if where else ""
-        return f"the body is not valid JSON: {ctx.get('error', 'decode error')}{at}"
     return str(err.get("msg", ""))
 
 
 def _reworded(err: dict[str, Any]) -> dict[str, Any]:
     """``err`` with its plain message; a JSON syntax error is located at the body itself (its
     character offset, which pydantic puts in ``loc``, goes into the message)."""
-    loc = tuple(err.get("loc", ()))
-    return {
-        **err,
-        "msg": _plain_message(err),
-        "loc": loc[:1] if err.get("type") == "json_invalid" else loc,
-    }
+    if err.get("type") != "json_invalid":
+        return {**err, "msg": _plain_message(err)}
+    loc = tuple(err.get("loc", ()))  # ("body", character offset)
+    at = f" at character {loc[1]}" if len(loc) > 1 else ""
+    reason = (err.get("ctx") or {}).get("error", "decode error")
+    return {**err, "msg": f"the body is not valid JSON: {reason}{at}", "loc": loc[:1]}
 
 
 def _flatten(errors: Any) -> str:

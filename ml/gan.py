@@ -367,10 +367,11 @@ class GANTrainer:
             raise CheckpointError(f"checkpoint is a {ckpt.config.get('model')!r}, not a gan")
         ckpt_io.load_module("G", self.G, ckpt.weights)
         ckpt_io.load_module("D", self.D, ckpt.weights)
-        if self.G_ema is not None and any(k.startswith(G_EMA + ".") for k in ckpt.weights):
-            ckpt_io.load_module(G_EMA, self.G_ema, ckpt.weights)
-        elif self.G_ema is not None:  # a checkpoint without an average (older, or g_ema was 0)
-            self.G_ema.load_state_dict(self.G.state_dict())  # the average starts at G
+        if self.G_ema is not None:
+            if any(k.startswith(G_EMA + ".") for k in ckpt.weights):
+                ckpt_io.load_module(G_EMA, self.G_ema, ckpt.weights)
+            else:  # a checkpoint without an average (older, or g_ema was 0): it starts at G
+                self.G_ema.load_state_dict(self.G.state_dict())
         meta = ckpt.config.get("train_state", {})
         self.g_updates = int(meta.get("g_updates", 0))
         if "opt_g" in meta:

@@ -2,8 +2,8 @@
 # On a GPU host with PyTorch (CUDA) but no package index: install the wheels that
 # fetch-wheels.sh brought in $WHEELS (default .whl/) into a private folder ($SITE), then time
 # the example GAN and CNN jobs on the CPU and on CUDA through modelkiln api + one worker per
-# device (python -m bench.job_throughput). The table goes to stdout and to $OUT/throughput.txt when
-# OUT is set. Arguments are passed on to the bench, e.g. --cpu-threads 4.
+# device (python -m bench.job_throughput). The table goes to stdout and to $OUT/throughput.txt
+# ($OUT defaults to /tmp). Arguments are passed on to the bench, e.g. --cpu-threads 4.
 #
 #   bash bench/airgap/run-throughput.sh
 set -euo pipefail
